@@ -1,0 +1,137 @@
+"""Hooking the watchdog into an app: once, reversibly in effect, and loudly on bad config.
+
+An app is watched when ``install(app)`` was called or when its ``imports``/``include`` lists
+``celery_watchdog``. Signal receivers are global in Celery, so they are connected once per
+process and look up the sender's app here; an app that is not watched costs them one dict
+lookup.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery import Celery
+
+from .config import ConfigError, Settings, TaskPolicy
+from .recorder import Recorder
+from .redact import Redactor
+from .store import Limits, Store, connect
+
+logger = logging.getLogger("celery_watchdog")
+
+_lock = threading.RLock()
+_runtimes: dict[int, Watchdog | None] = {}
+PACKAGE = "celery_watchdog"
+
+
+class Watchdog:
+    """Everything the watchdog keeps per app: settings, recorder, policy cache."""
+
+    def __init__(self, app: Celery, settings: Settings) -> None:
+        if settings.redis_url is None:
+            raise ConfigError(
+                "watchdog_redis_url",
+                None,
+                "a redis:// URL (required because broker_url is not a Redis URL)",
+            )
+        self.app = app
+        self.settings = settings
+        self.redactor = Redactor(settings.redact_keys, settings.preview_chars)
+        url, prefix = settings.redis_url, settings.key_prefix
+        self.recorder = Recorder(
+            store_factory=lambda: Store(connect(url), prefix),
+            limits=Limits(settings.retention, settings.max_finished),
+            redactor=self.redactor,
+            flush_interval=settings.flush_interval,
+            buffer_size=settings.buffer_size,
+        )
+        self._policies: dict[str, TaskPolicy] = {}
+
+    def store(self) -> Store:
+        """A store for readers (CLI, views): its own connection, not the flusher's."""
+        assert self.settings.redis_url is not None
+        return Store(connect(self.settings.redis_url), self.settings.key_prefix)
+
+    def policy(self, task: Any) -> TaskPolicy:
+        """Options for a task object (or a bare name): task option -> policy -> setting."""
+        name = task if isinstance(task, str) else task.name
+        policy = self._policies.get(name)
+        if policy is None:
+            options = {} if isinstance(task, str) else task_options(task)
+            policy = self._policies[name] = self.settings.policy_for(name, options)
+        return policy
+
+    def validate_tasks(self) -> None:
+        """Resolve every registered task's options now, so a bad one stops start-up."""
+        for name, task in list(self.app.tasks.items()):
+            if not name.startswith("celery."):
+                self.policy(task)
+
+
+def task_options(task: Any) -> dict[str, Any]:
+    """The watchdog options a task sets itself (decorator kwargs become class attributes)."""
+    from .config import TASK_OPTION_VALIDATORS
+
+    return {
+        key: value
+        for key in TASK_OPTION_VALIDATORS
+        if (value := getattr(task, key, None)) is not None
+    }
+
+
+def install(app: Celery) -> Watchdog | None:
+    """Watch ``app``: idempotent; returns None when ``watchdog_enabled`` is False."""
+    with _lock:
+        if id(app) in _runtimes:
+            return _runtimes[id(app)]
+        settings = Settings.from_conf(app.conf)
+        runtime = Watchdog(app, settings) if settings.enabled else None
+        _runtimes[id(app)] = runtime
+    if runtime is not None:
+        from . import signals, worker
+
+        signals.connect()
+        worker.add_bootstep(app)
+        if app.finalized:
+            runtime.validate_tasks()
+        else:
+            app.on_after_finalize.connect(lambda sender, **kw: runtime.validate_tasks(), weak=False)
+    return runtime
+
+
+def _lists_us(app: Celery) -> bool:
+    conf = app.conf
+    modules = [*(conf.get("imports") or ()), *(conf.get("include") or ())]
+    return any(m == PACKAGE or m.startswith(PACKAGE + ".") for m in modules)
+
+
+def for_app(app: Any) -> Watchdog | None:
+    """The runtime of a watched app, installing it lazily when its settings ask for us."""
+    if app is None:
+        return None
+    runtime = _runtimes.get(id(app), False)
+    if runtime is not False:
+        return runtime  # type: ignore[return-value]
+    if _lists_us(app):
+        return install(app)
+    return None
+
+
+def on_import_modules(sender: Any = None, **_: Any) -> None:
+    """``import_modules`` fires on worker/beat start-up, before ``imports`` are imported."""
+    if sender is not None and _lists_us(sender):
+        install(sender)
+
+
+def hook_current_app() -> None:
+    """Called when the package is imported: hook the app whose settings import us."""
+    from celery import _state, signals
+
+    signals.import_modules.connect(on_import_modules, weak=False, dispatch_uid="celery_watchdog")
+    app = _state.get_current_app()
+    # The CLI plugin imports this package before ``-A`` is parsed; then the current app is
+    # Celery's default one, which lists nothing, so nothing happens here.
+    if _lists_us(app):
+        install(app)

@@ -1,0 +1,276 @@
+"""Write-behind recording: nothing on a task's hot path waits for Redis.
+
+Signal receivers and ``WatchedTask.heartbeat`` only touch memory: a :class:`RunHandle` per
+run in progress (mutated in place, so heartbeats coalesce) and a bounded list of events. One
+daemon thread per process flushes both every ``flush_interval`` in a single script call. A run
+that starts and ends between two flushes is written once, as its end.
+
+Redis down: events stay buffered up to ``buffer_size`` (older ones are dropped and counted),
+handles are re-sent on recovery with their real times, and the failure is logged once per
+minute. Tasks never notice.
+"""
+
+from __future__ import annotations
+
+import atexit
+import inspect
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .redact import Redactor
+from .store import Limits, Store
+
+logger = logging.getLogger("celery_watchdog")
+monotonic = time.monotonic
+
+
+class RunHandle:
+    """A run in progress in this process; ``WatchedTask`` mutates it, the flusher reads it."""
+
+    __slots__ = (
+        "cancelled", "dirty", "error", "name", "new", "pid", "processed", "details", "last_heartbeat",
+        "last_progress", "started", "step", "step_started", "step_timeout", "task_id",
+        "timeout", "total", "watched", "worker",
+    )  # fmt: skip
+
+    def __init__(
+        self, task_id: str, name: str, worker: str, watched: bool, timeout: float
+    ) -> None:
+        self.task_id = task_id
+        self.name = name
+        self.worker = worker
+        self.pid = os.getpid()
+        self.watched = watched
+        self.timeout = timeout
+        self.started = monotonic()
+        self.last_heartbeat: float | None = None
+        self.last_progress = self.started
+        self.step: str | None = None
+        self.step_started: float | None = None
+        self.step_timeout: float | None = None
+        self.processed: int | None = None
+        self.total: int | None = None
+        self.details: dict[str, Any] | None = None
+        self.dirty = True
+        self.new = True
+        self.cancelled = False
+        self.error: dict[str, str] | None = None  # set by task_failure/task_retry, read at end
+
+    def as_event(self, now: float, redactor: Redactor) -> dict[str, Any]:
+        return {
+            "kind": "run",
+            "id": self.task_id,
+            "name": self.name,
+            "worker": self.worker,
+            "pid": self.pid,
+            "watched": self.watched,
+            "new": self.new,
+            "timeout": self.timeout,
+            "started_age": now - self.started,
+            "hb_age": None if self.last_heartbeat is None else now - self.last_heartbeat,
+            "progress_age": now - self.last_progress,
+            "step": self.step,
+            "step_age": None if self.step_started is None else now - self.step_started,
+            "step_timeout": self.step_timeout,
+            "processed": self.processed,
+            "total": self.total,
+            "details": _json_details(self.details, redactor),
+        }
+
+
+def _tail(text: str, limit: int) -> str:
+    """Keep the end of a traceback (where the error is), the start of a message."""
+    if len(text) <= limit:
+        return text
+    return "…" + text[-limit:] if "\n" in text else text[:limit] + "…"
+
+
+def _json_details(details: dict[str, Any] | None, redactor: Redactor) -> str | None:
+    if not details:
+        return None
+    import json
+
+    return json.dumps(redactor.mapping(details))
+
+
+class Recorder:
+    """The per-process buffer and its flusher thread (recreated in forked children)."""
+
+    def __init__(self, store_factory: Callable[[], Store], limits: Limits, redactor: Redactor,
+                 flush_interval: float, buffer_size: int) -> None:  # fmt: skip
+        self._store_factory = store_factory
+        self.limits = limits
+        self.redactor = redactor
+        self.flush_interval = flush_interval
+        self.buffer_size = buffer_size
+        self.hostname: str | None = None  # set by the worker bootstep in a main process
+        self._params: dict[str, list[str]] = {}
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+        atexit.register(self.flush)
+
+    def _reset(self) -> None:
+        # After fork the flusher thread, the lock holder and the Redis socket belong to the
+        # parent: start from scratch (the parent flushes what it had buffered).
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._events: list[dict[str, Any]] = []
+        self._live: dict[int, RunHandle] = {}
+        self._thread: threading.Thread | None = None
+        self._store: Store | None = None
+        self._last_error_log = 0.0
+        self.dropped = 0
+        self.flushes = 0
+        self.errors = 0
+
+    # -- hot path: memory only -----------------------------------------------------------
+
+    def start_run(self, handle: RunHandle) -> RunHandle:
+        with self._lock:
+            self._live[id(handle)] = handle
+        self._ensure_thread()
+        return handle
+
+    def end_run(self, handle: RunHandle, **fields: Any) -> None:
+        with self._lock:
+            self._live.pop(id(handle), None)
+        now = monotonic()
+        event: dict[str, Any] = {
+            "kind": "end",
+            "id": handle.task_id,
+            "name": handle.name,
+            "worker": handle.worker,
+            "pid": handle.pid,
+            "at": now,
+            "runtime": now - handle.started,
+            **fields,
+        }
+        if handle.new:  # never flushed: the end carries everything the run would have
+            event["started_at"] = handle.started
+        if handle.watched:
+            event.update(step=handle.step, processed=handle.processed, total=handle.total)
+        self.add(event)
+
+    def add(self, event: dict[str, Any]) -> None:
+        """Queue an event; ``at`` is a monotonic stamp turned into an age at flush time."""
+        event.setdefault("at", monotonic())
+        with self._lock:
+            if len(self._events) >= self.buffer_size:
+                del self._events[0]
+                self.dropped += 1
+            self._events.append(event)
+        self._ensure_thread()
+
+    def flush_soon(self) -> None:
+        self._wake.set()
+
+    def live_handles(self) -> list[RunHandle]:
+        with self._lock:
+            return list(self._live.values())
+
+    # -- flusher -------------------------------------------------------------------------
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or self._pid != os.getpid():
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="celery-watchdog-flusher", daemon=True
+                    )
+                    self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            self.flush()
+
+    def flush(self) -> bool:
+        """Write everything buffered now; False when Redis could not be reached."""
+        with self._lock:
+            events, self._events = self._events, []
+            handles = list(self._live.values())
+        dirty = [h for h in handles if h.dirty]
+        if not events and not dirty:
+            return True
+        now = monotonic()
+        try:
+            payload = [self._prepare(e, now) for e in events]
+            payload += [h.as_event(now, self.redactor) for h in dirty]
+            for h in dirty:
+                h.dirty = False
+            live = [h.task_id for h in handles if h.watched]
+            cancelled = set(self.store.write_batch(payload, live, self.limits))
+        except Exception as exc:
+            self._on_error(exc, events, dirty)
+            return False
+        for h in dirty:
+            h.new = False
+        if cancelled:
+            for h in handles:
+                if h.task_id in cancelled:
+                    h.cancelled = True
+        self.flushes += 1
+        return True
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = self._store_factory()
+        return self._store
+
+    def _on_error(self, exc: Exception, events: list[dict[str, Any]], dirty: list[RunHandle]) -> None:
+        self.errors += 1
+        for h in dirty:
+            h.dirty = True
+        with self._lock:
+            keep = events + self._events
+            overflow = len(keep) - self.buffer_size
+            if overflow > 0:
+                self.dropped += overflow
+                keep = keep[overflow:]
+            self._events = keep
+        if monotonic() - self._last_error_log > 60:
+            self._last_error_log = monotonic()
+            logger.warning(
+                "celery_watchdog: cannot write to Redis (%s); tasks keep running, %d events "
+                "buffered, %d dropped so far",
+                exc, len(keep), self.dropped,
+            )  # fmt: skip
+
+    def _prepare(self, event: dict[str, Any], now: float) -> dict[str, Any]:
+        out = {k: v for k, v in event.items() if v is not None and k not in ("at", "started_at")}
+        out["age"] = now - event["at"]
+        if "started_at" in event:
+            out["started_age"] = now - event["started_at"]
+        if event["kind"] == "recv":
+            names = self.param_names(event.get("task"))
+            out.pop("task", None)
+            out["args"] = self.redactor.args(event.get("args", ()), names)
+            out["kwargs"] = self.redactor.kwargs(event.get("kwargs") or {})
+        elif "result" in out:
+            out["result"] = self.redactor.value(out["result"])
+        for key in ("exception", "traceback"):
+            if key in out:
+                out[key] = _tail(str(out[key]), 500 if key == "exception" else 4000)
+        return out
+
+    def param_names(self, task: Any) -> list[str]:
+        name = getattr(task, "name", None)
+        if name is None:
+            return []
+        if name not in self._params:
+            try:
+                params = list(inspect.signature(task.run).parameters)
+            except (TypeError, ValueError):
+                params = []
+            # A bound task's signature starts with ``self``, which is not in the message args.
+            if getattr(task, "bind", False) or getattr(task.run, "__self__", None) is not None:
+                params = params[1:] if params and params[0] == "self" else params
+            self._params[name] = params
+        return self._params[name]

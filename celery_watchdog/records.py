@@ -1,0 +1,252 @@
+"""Plain data read back from the store: runs, workers, per-task-name statistics. No I/O."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+FINAL_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
+
+
+def _f(doc: Mapping[str, str], key: str) -> float | None:
+    value = doc.get(key)
+    if value in (None, ""):
+        return None
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except ValueError:
+        return None
+
+
+def _i(doc: Mapping[str, str], key: str) -> int | None:
+    value = _f(doc, key)
+    return None if value is None else int(value)
+
+
+def _s(doc: Mapping[str, str], key: str) -> str | None:
+    value = doc.get(key)
+    return None if value in (None, "") else value
+
+
+@dataclass(frozen=True)
+class Run:
+    """One execution of a task id (or, once finished, the task's last record)."""
+
+    task_id: str
+    name: str
+    state: str
+    worker: str | None = None
+    pid: int | None = None
+    watched: bool = False
+    received: float | None = None
+    started: float | None = None
+    finished: float | None = None
+    last_heartbeat: float | None = None
+    last_progress: float | None = None
+    step: str | None = None
+    step_started: float | None = None
+    step_timeout: float | None = None
+    processed: int | None = None
+    total: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    args: str = ""
+    kwargs: str = ""
+    queue: str | None = None
+    eta: str | None = None
+    expires: str | None = None
+    retries: int = 0
+    root_id: str | None = None
+    parent_id: str | None = None
+    deliveries: int = 0
+    runtime: float | None = None
+    exception: str | None = None
+    traceback: str | None = None
+    result: str | None = None
+    outcome: str | None = None
+    deadline: float | None = None
+    times: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def running(self) -> bool:
+        return self.state == "STARTED" and self.finished is None
+
+    @property
+    def run_key(self) -> str:
+        return f"{self.task_id}|{self.worker}|{self.pid}"
+
+    @classmethod
+    def from_docs(
+        cls, task: Mapping[str, str], run: Mapping[str, str], deadline: float | None = None
+    ) -> Run:
+        """Merge the task document (per id) and the run document (per execution)."""
+        times = {k: v for k in ("succeeded", "failed", "retried", "revoked") if (v := _f(task, k))}
+        finished = None if run else max(times.values(), default=None)
+        try:
+            details = json.loads(run.get("details") or "{}")
+        except ValueError:
+            details = {}
+        both = {**task, **run}
+        return cls(
+            task_id=run.get("task_id") or task.get("uuid") or "",
+            name=both.get("name") or "",
+            state="STARTED" if run else task.get("state", "PENDING"),
+            worker=_s(both, "worker"),
+            pid=_i(run, "pid"),
+            watched=run.get("watched") == "true",
+            received=_f(task, "received"),
+            started=_f(run, "started") or _f(task, "started"),
+            finished=finished,
+            last_heartbeat=_f(run, "last_heartbeat"),
+            last_progress=_f(run, "last_progress"),
+            step=_s(both, "step"),
+            step_started=_f(run, "step_started"),
+            step_timeout=_f(run, "step_timeout"),
+            processed=_i(both, "processed"),
+            total=_i(both, "total"),
+            details=details if isinstance(details, dict) else {},
+            args=task.get("args", ""),
+            kwargs=task.get("kwargs", ""),
+            queue=_s(task, "queue"),
+            eta=_s(task, "eta"),
+            expires=_s(task, "expires"),
+            retries=_i(task, "retries") or 0,
+            root_id=_s(task, "root_id"),
+            parent_id=_s(task, "parent_id"),
+            deliveries=_i(task, "deliveries") or 0,
+            runtime=_f(task, "runtime") if not run else None,
+            exception=_s(task, "exception") if not run else None,
+            traceback=_s(task, "traceback") if not run else None,
+            result=_s(task, "result") if not run else None,
+            outcome=_s(task, "outcome") if not run else None,
+            deadline=deadline,
+            times=times,
+        )
+
+
+@dataclass(frozen=True)
+class ActiveRequest:
+    """A request as the worker's main process sees it in its snapshot."""
+
+    task_id: str
+    name: str
+    pid: int | None
+    started: float | None
+    cpu: float | None
+    args: str = ""
+    kwargs: str = ""
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    hostname: str
+    online: bool
+    last_seen: float
+    pid: int | None = None
+    pool: str | None = None
+    concurrency: int | None = None
+    queues: Sequence[str] = ()
+    active: Sequence[ActiveRequest] = ()
+    processes: Sequence[int] = ()
+    software: Mapping[str, str] = field(default_factory=dict)
+    watchdog: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_doc(cls, hostname: str, last_seen: float, doc: Mapping[str, str]) -> WorkerInfo:
+        try:
+            data = json.loads(doc.get("data") or "{}")
+        except ValueError:
+            data = {}
+        ts = _f(doc, "ts")
+        # Snapshot age is compared against the server clock by readers; the stored timestamp
+        # is "started_age"-relative so both come from the same server clock.
+        active = [
+            ActiveRequest(
+                task_id=str(r.get("id")),
+                name=str(r.get("name")),
+                pid=r.get("pid"),
+                started=(ts - r["started_age"]) if ts and r.get("started_age") is not None else None,
+                cpu=r.get("cpu"),
+                args=str(r.get("args", "")),
+                kwargs=str(r.get("kwargs", "")),
+            )
+            for r in data.get("active", [])
+        ]
+        return cls(
+            hostname=hostname,
+            online=bool(doc) and doc.get("state") == "online",
+            last_seen=ts or last_seen,
+            pid=data.get("pid"),
+            pool=data.get("pool"),
+            concurrency=data.get("concurrency"),
+            queues=tuple(data.get("queues", ())),
+            active=tuple(active),
+            processes=tuple(data.get("processes", ())),
+            software=data.get("software", {}),
+            watchdog=data.get("watchdog", {}),
+        )
+
+
+def _percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+@dataclass(frozen=True)
+class NameStats:
+    """Outcome counts and runtimes of one task name."""
+
+    name: str
+    last_hour: Mapping[str, int]
+    last_day: Mapping[str, int]
+    runtimes: Sequence[float]  # seconds, sorted
+    last_success: float | None
+    last_failure: float | None
+    last_error: str | None
+
+    @classmethod
+    def from_replies(
+        cls,
+        name: str,
+        buckets_5m: Sequence[Mapping[str, str]],
+        buckets_1h: Sequence[Mapping[str, str]],
+        runtimes_ms: Sequence[str],
+        info: Mapping[str, str],
+    ) -> NameStats:
+        return cls(
+            name=name,
+            last_hour=_sum(buckets_5m),
+            last_day=_sum(buckets_1h),
+            runtimes=sorted(float(v) / 1000 for v in runtimes_ms),
+            last_success=_f(info, "last_success"),
+            last_failure=_f(info, "last_failure"),
+            last_error=_s(info, "last_error"),
+        )
+
+    def percentile(self, q: float) -> float | None:
+        return _percentile(self.runtimes, q)
+
+    @staticmethod
+    def success_rate(counts: Mapping[str, int]) -> float | None:
+        ok = counts.get("succeeded", 0)
+        bad = counts.get("failed", 0) + counts.get("lost", 0)
+        return None if ok + bad == 0 else ok / (ok + bad)
+
+
+def _sum(buckets: Sequence[Mapping[str, str]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for bucket in buckets:
+        for key, value in bucket.items():
+            total[key] = total.get(key, 0) + int(value)
+    return total
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A rule's conclusion about one run: its health and the reason in words."""
+
+    health: str  # ok | slow | stuck | overtime | lost | poison | duplicate
+    reason: str = ""

@@ -1,0 +1,109 @@
+"""Pure rules: (run, policy, now) -> verdict. No Redis, no clock; tests call them with numbers.
+
+The monitor issue extends this module (learned budgets, actions); the status commands already
+use it so that what a person sees is what the monitor will act on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .config import TaskPolicy
+from .records import Run, Verdict
+
+OK = Verdict("ok")
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def lost(run: Run, policy: TaskPolicy, now: float, worker_alive: bool) -> Verdict | None:
+    if run.running and not worker_alive:
+        return Verdict("lost", f"its worker {run.worker} stopped reporting")
+    return None
+
+
+def poison(run: Run, policy: TaskPolicy, now: float) -> Verdict | None:
+    if run.deliveries > policy.max_deliveries:
+        return Verdict(
+            "poison", f"delivered {run.deliveries} times (max_deliveries={policy.max_deliveries})"
+        )
+    return None
+
+
+def stuck(run: Run, policy: TaskPolicy, now: float) -> Verdict | None:
+    """A WatchedTask with no progress for heartbeat_timeout, or a step past its own timeout."""
+    if not (run.running and run.watched):
+        return None
+    if run.step and run.step_timeout and run.step_started is not None:
+        in_step = now - run.step_started
+        if in_step > run.step_timeout:
+            return Verdict(
+                "stuck",
+                f"step '{run.step}' has run {_ago(in_step)}, past its {_ago(run.step_timeout)} timeout",
+            )
+    since = run.last_progress if run.last_progress is not None else run.started
+    if since is None or now - since <= policy.heartbeat_timeout:
+        return None
+    beat = run.last_heartbeat
+    if beat is not None and now - beat <= policy.heartbeat_timeout:
+        return Verdict(
+            "stuck",
+            f"heartbeats arrive but progress has not moved for {_ago(now - since)} "
+            f"(heartbeat_timeout {_ago(policy.heartbeat_timeout)})",
+        )
+    return Verdict(
+        "stuck",
+        f"no heartbeat for {_ago(now - (beat or since))} "
+        f"(heartbeat_timeout {_ago(policy.heartbeat_timeout)})",
+    )
+
+
+def overtime(run: Run, policy: TaskPolicy, now: float) -> Verdict | None:
+    if run.running and run.started is not None and policy.hard_timeout is not None:
+        runtime = now - run.started
+        if runtime > policy.hard_timeout:
+            return Verdict(
+                "overtime", f"running {_ago(runtime)}, past hard_timeout {_ago(policy.hard_timeout)}"
+            )
+    return None
+
+
+def slow(run: Run, policy: TaskPolicy, now: float) -> Verdict | None:
+    if run.running and run.started is not None and policy.soft_timeout is not None:
+        runtime = now - run.started
+        if runtime > policy.soft_timeout:
+            return Verdict(
+                "slow", f"running {_ago(runtime)}, past soft_timeout {_ago(policy.soft_timeout)}"
+            )
+    return None
+
+
+_ORDERED: tuple[Callable[[Run, TaskPolicy, float], Verdict | None], ...] = (
+    poison,
+    stuck,
+    overtime,
+    slow,
+)
+
+
+def health(
+    run: Run, policy: TaskPolicy, now: float, *, worker_alive: bool = True, copies: int = 1
+) -> Verdict:
+    """The one verdict a person sees for a run: the most serious rule that fires, else ok."""
+    verdict = lost(run, policy, now, worker_alive)
+    if verdict:
+        return verdict
+    if run.running and copies > 1:
+        return Verdict("duplicate", f"the same task id is running {copies} times at once")
+    for rule in _ORDERED:
+        verdict = rule(run, policy, now)
+        if verdict:
+            return verdict
+    return OK

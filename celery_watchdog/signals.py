@@ -1,0 +1,223 @@
+"""Celery signal receivers: thin, memory-only, and never allowed to break the task.
+
+Where each fires (prefork; DESIGN §4): ``task_received``, ``task_revoked`` and the
+hard-time-limit / WorkerLostError ``task_failure`` fire in the worker's main process;
+``task_prerun``/``task_postrun`` and task-raised ``task_failure``/``task_retry`` in the child.
+A failure that arrives with no run of that id open in this thread comes from a main process
+and is recorded with pid ``*`` ("whichever child of this host ran it").
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from celery import signals
+from celery.exceptions import WorkerLostError
+
+from .activation import for_app
+from .recorder import RunHandle
+
+logger = logging.getLogger("celery_watchdog")
+F = TypeVar("F", bound=Callable[..., None])
+
+_local = threading.local()
+_connected = False
+
+_OUTCOMES = {"SUCCESS": "succeeded", "FAILURE": "failed", "RETRY": "retried"}
+
+
+def current_handle() -> RunHandle | None:
+    """The run this thread is executing (innermost when tasks are applied inside tasks)."""
+    stack: list[RunHandle] | None = getattr(_local, "stack", None)
+    return stack[-1] if stack else None
+
+
+def _guarded(fn: F) -> F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception:  # a watchdog bug must never reach the watched task
+            logger.debug("celery_watchdog: %s failed", fn.__name__, exc_info=True)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+@_guarded
+def on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None:
+    wd = for_app(getattr(request, "_app", None) or getattr(sender, "app", None))
+    if wd is None:
+        return
+    headers = request.request_dict
+    delivery = request.delivery_info or {}
+    wd.recorder.add(
+        {
+            "kind": "recv",
+            "id": request.id,
+            "name": request.name,
+            "task": request.task,
+            "args": request.args,
+            "kwargs": request.kwargs,
+            "queue": delivery.get("routing_key") or delivery.get("exchange"),
+            "eta": _iso(request.eta),
+            "expires": _iso(request.expires),
+            "retries": headers.get("retries"),
+            "root_id": headers.get("root_id"),
+            "parent_id": headers.get("parent_id"),
+            "worker": request.hostname,
+        }
+    )
+
+
+@_guarded
+def on_task_prerun(sender: Any = None, task_id: str = "", task: Any = None, **_: Any) -> None:
+    wd = for_app(task.app)
+    if wd is None:
+        return
+    from .task import WatchedTask
+
+    policy = wd.policy(task)
+    handle = RunHandle(
+        task_id,
+        task.name,
+        task.request.hostname or "unknown",
+        isinstance(task, WatchedTask),
+        policy.heartbeat_timeout,
+    )
+    stack = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    stack.append(handle)
+    wd.recorder.start_run(handle)
+
+
+@_guarded
+def on_task_postrun(
+    sender: Any = None, task_id: str = "", task: Any = None, retval: Any = None,
+    state: str | None = None, **_: Any,
+) -> None:  # fmt: skip
+    stack: list[RunHandle] | None = getattr(_local, "stack", None)
+    if not stack or stack[-1].task_id != task_id:
+        return
+    handle = stack.pop()
+    wd = for_app(task.app)
+    if wd is None:
+        return
+    state = state or "SUCCESS"
+    fields: dict[str, Any] = {"state": state, "outcome": _OUTCOMES.get(state, state.lower())}
+    if handle.error:
+        fields.update(handle.error)
+    elif state == "SUCCESS" and retval is not None:
+        fields["result"] = retval  # previewed (redacted, cut) by the flusher, off this thread
+    wd.recorder.end_run(handle, **fields)
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return ""
+    return f"{type(exc).__name__}: {exc}"
+
+
+@_guarded
+def on_task_failure(
+    sender: Any = None, task_id: str = "", exception: BaseException | None = None,
+    einfo: Any = None, **_: Any,
+) -> None:  # fmt: skip
+    handle = current_handle()
+    traceback = getattr(einfo, "traceback", None)
+    if handle is not None and handle.task_id == task_id:
+        handle.error = {"exception": _describe(exception), "traceback": traceback or ""}
+        return
+    wd = for_app(getattr(sender, "app", None))
+    if wd is None:
+        return
+    lost = isinstance(exception, WorkerLostError)
+    wd.recorder.add(
+        {
+            "kind": "end",
+            "id": task_id,
+            "name": sender.name,
+            "worker": _main_hostname(wd, sender),
+            "pid": "*",
+            "state": "FAILURE",
+            "outcome": "lost" if lost else "failed",
+            "exception": _describe(exception),
+            "traceback": traceback,
+        }
+    )
+
+
+@_guarded
+def on_task_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
+    handle = current_handle()
+    if handle is not None:
+        handle.error = {"exception": f"Retry: {reason}"}
+
+
+@_guarded
+def on_task_revoked(
+    sender: Any = None, request: Any = None, terminated: bool = False, signum: Any = None,
+    expired: bool = False, **_: Any,
+) -> None:  # fmt: skip
+    wd = for_app(getattr(sender, "app", None) or getattr(request, "_app", None))
+    if wd is None or request is None:
+        return
+    if expired:
+        why = "expired before it ran"
+    elif terminated:
+        why = f"terminated by signal {signum}"
+    else:
+        why = "revoked"
+    wd.recorder.add(
+        {
+            "kind": "end",
+            "id": request.id,
+            "name": request.name,
+            "worker": request.hostname or _main_hostname(wd, sender),
+            "pid": "*",
+            "state": "REVOKED",
+            "outcome": "revoked",
+            "exception": f"Revoked: {why}",
+        }
+    )
+
+
+def _main_hostname(wd: Any, sender: Any) -> str:
+    hostname = getattr(getattr(sender, "request", None), "hostname", None)
+    return hostname or wd.recorder.hostname or "unknown"
+
+
+@_guarded
+def on_process_shutdown(**_: Any) -> None:
+    from .activation import _runtimes
+
+    for runtime in list(_runtimes.values()):
+        if runtime is not None:
+            runtime.recorder.flush()
+
+
+def connect() -> None:
+    """Connect every receiver once per process (Celery signals are global, not per app)."""
+    global _connected
+    if _connected:
+        return
+    _connected = True
+    receivers: list[tuple[Any, Callable[..., None]]] = [
+        (signals.task_received, on_task_received),
+        (signals.task_prerun, on_task_prerun),
+        (signals.task_postrun, on_task_postrun),
+        (signals.task_failure, on_task_failure),
+        (signals.task_retry, on_task_retry),
+        (signals.task_revoked, on_task_revoked),
+        (signals.worker_process_shutdown, on_process_shutdown),
+    ]
+    for signal, receiver in receivers:
+        signal.connect(receiver, weak=False, dispatch_uid=f"celery_watchdog.{receiver.__name__}")

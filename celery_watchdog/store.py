@@ -1,0 +1,183 @@
+"""The only module that knows Redis key names and Lua scripts.
+
+Writers (the recorder, the worker bootstep) send one script call per batch; readers (views,
+the CLI, later the monitor) get plain records back. Every key has a TTL or a cap; the maps of
+keys live at the top of each ``lua/*.lua`` file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from .records import NameStats, Run, WorkerInfo
+
+_LUA = Path(__file__).with_name("lua")
+RUNNING_TTL = 7 * 86400  # a run's keys outlive any sane task; the snapshot keeps them alive
+NAMES_MAX = 5000  # task names tracked at most (each has a handful of small keys)
+
+
+def connect(url: str) -> redis.Redis:
+    """A client that gives up fast: the watchdog must never make the watched work wait."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=2.0,
+        socket_connect_timeout=2.0,
+        health_check_interval=30,
+        decode_responses=True,
+    )
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The memory bounds a batch is written with (from :class:`~.config.Settings`)."""
+
+    retention: float
+    max_finished: int
+
+
+class Store:
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self.r = client
+        self.p = prefix
+        self._flush = client.register_script((_LUA / "flush.lua").read_text())
+        self._snapshot = client.register_script((_LUA / "snapshot.lua").read_text())
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def write_batch(
+        self, events: Sequence[dict[str, Any]], live: Sequence[str], limits: Limits
+    ) -> list[str]:
+        """Apply recorder events in one round trip; returns the live task ids to cancel."""
+        batch = {
+            "cfg": {
+                "running_ttl": RUNNING_TTL,
+                "retention": int(limits.retention),
+                "max_finished": limits.max_finished,
+                "names_max": NAMES_MAX,
+            },
+            "events": list(events),
+            "live": list(live),
+        }
+        payload = json.dumps(batch, default=str, separators=(",", ":"))
+        return list(self._flush(args=[self.p, payload]))
+
+    def write_snapshot(self, hostname: str, snapshot: dict[str, Any], ttl: float, online: bool) -> float:
+        data = json.dumps(snapshot, default=str, separators=(",", ":"))
+        state = "online" if online else "offline"
+        return float(self._snapshot(args=[self.p, hostname, data, ttl, RUNNING_TTL, state]))
+
+    def request_cancel(self, task_id: str, ttl: float = 3600) -> None:
+        self.r.set(f"{self.p}:cancel:{task_id}", "1", ex=int(ttl))
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """The one clock: the Redis server's."""
+        sec, usec = self.r.time()
+        return sec + usec / 1e6
+
+    def running(self, limit: int = 1000) -> list[Run]:
+        """Runs in progress, most overdue first."""
+        keys = self.r.zrange(f"{self.p}:running", 0, limit - 1, withscores=True)
+        pipe = self.r.pipeline(transaction=False)
+        for runkey, _ in keys:
+            pipe.hgetall(f"{self.p}:run:{runkey}")
+            pipe.hgetall(f"{self.p}:task:{runkey.split('|', 1)[0]}")
+        replies = pipe.execute()
+        runs = []
+        stale = []
+        for i, (runkey, deadline) in enumerate(keys):
+            run_doc, task_doc = replies[2 * i], replies[2 * i + 1]
+            if not run_doc:
+                stale.append(runkey)  # its keys expired (worker gone for days): forget it
+                continue
+            runs.append(Run.from_docs(task_doc, run_doc, deadline=deadline))
+        if stale:
+            self.r.zrem(f"{self.p}:running", *stale)
+        return runs
+
+    def open_runs_of(self, hostname: str, pid: int) -> list[tuple[str, str]]:
+        """(task id, name) of runs still open for one child process (its buffer may be lost)."""
+        found = []
+        for runkey, _ in self.r.zscan_iter(f"{self.p}:running", match=f"*|{_glob_escape(hostname)}|{pid}"):
+            name = self.r.hget(f"{self.p}:run:{runkey}", "name")
+            found.append((runkey.split("|", 1)[0], name or ""))
+        return found
+
+    def finished(self, limit: int = 100) -> list[Run]:
+        """Recently finished runs, newest first."""
+        ids = self.r.zrevrange(f"{self.p}:finished", 0, limit - 1)
+        return [run for run in self._tasks(ids) if run is not None]
+
+    def task(self, task_id: str) -> list[Run]:
+        """Every known run of one task id: the running ones, else its last record."""
+        runkeys = sorted(self.r.smembers(f"{self.p}:runs:{task_id}"))
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hgetall(f"{self.p}:task:{task_id}")
+        for runkey in runkeys:
+            pipe.hgetall(f"{self.p}:run:{runkey}")
+            pipe.zscore(f"{self.p}:running", runkey)
+        task_doc, *rest = pipe.execute()
+        runs = [
+            Run.from_docs(task_doc, rest[2 * i], deadline=rest[2 * i + 1])
+            for i in range(len(runkeys))
+            if rest[2 * i]
+        ]
+        if not runs and task_doc:
+            runs.append(Run.from_docs(task_doc, {}))
+        return runs
+
+    def find_task_ids(self, prefix: str, limit: int = 10) -> list[str]:
+        """Task ids starting with ``prefix`` (a unique prefix is enough, as with git hashes)."""
+        found: list[str] = []
+        start = len(self.p) + len(":task:")
+        for key in self.r.scan_iter(match=f"{self.p}:task:{_glob_escape(prefix)}*", count=1000):
+            found.append(key[start:])
+            if len(found) >= limit:
+                break
+        return found
+
+    def workers(self) -> list[WorkerInfo]:
+        hosts = self.r.zrevrange(f"{self.p}:workers", 0, -1, withscores=True)
+        pipe = self.r.pipeline(transaction=False)
+        for host, _ in hosts:
+            pipe.hgetall(f"{self.p}:worker:{host}")
+        docs = pipe.execute()
+        return [WorkerInfo.from_doc(host, seen, doc) for (host, seen), doc in zip(hosts, docs)]
+
+    def task_names(self, limit: int = 500) -> list[str]:
+        return list(self.r.zrevrange(f"{self.p}:names", 0, limit - 1))
+
+    def name_stats(self, names: Iterable[str], now: float) -> dict[str, NameStats]:
+        names = list(names)
+        b5, b1h = int(now // 300), int(now // 3600)
+        pipe = self.r.pipeline(transaction=False)
+        for name in names:
+            for b in range(b5 - 11, b5 + 1):
+                pipe.hgetall(f"{self.p}:s5:{name}:{b}")
+            for b in range(b1h - 23, b1h + 1):
+                pipe.hgetall(f"{self.p}:s1h:{name}:{b}")
+            pipe.lrange(f"{self.p}:rt:{name}", 0, -1)
+            pipe.hgetall(f"{self.p}:name:{name}")
+        replies = pipe.execute()
+        per = 12 + 24 + 2
+        out = {}
+        for i, name in enumerate(names):
+            chunk = replies[i * per : (i + 1) * per]
+            out[name] = NameStats.from_replies(
+                name, chunk[:12], chunk[12:36], chunk[36], chunk[37]
+            )
+        return out
+
+    def memory_used(self) -> int:
+        return int(self.r.info("memory")["used_memory"])
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

@@ -1,0 +1,241 @@
+"""The worker's main-process reporter: one snapshot per worker every few seconds.
+
+It runs in the main process on purpose: a child stuck in C code, or killed, cannot report for
+itself, but its parent still can. The snapshot (active requests with child pid and child CPU
+seconds) expires after ~3 intervals, so an expired snapshot means the worker is gone.
+A request that vanished from the active set while its child died without recording an end
+(``acks_late`` + ``task_reject_on_worker_lost`` fire no signal at all) is recorded as lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import celery
+from celery import bootsteps
+from celery.worker import state as worker_state
+
+from . import activation
+
+logger = logging.getLogger("celery_watchdog")
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User+system CPU seconds of a process, from /proc (None where there is no /proc)."""
+    if not pid:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+class Reporter:
+    """Builds and writes snapshots; separate from the bootstep so tests can drive it."""
+
+    def __init__(self, worker: Any, wd: activation.Watchdog) -> None:
+        self.worker = worker
+        self.wd = wd
+        self.hostname: str = worker.hostname
+        self.interval = wd.settings.snapshot_interval
+        self._seen: dict[str, tuple[str, int | None, float]] = {}  # id -> (name, pid, start)
+        self._children: set[int] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.wd.recorder.hostname = self.hostname
+        self._thread = threading.Thread(target=self._loop, name="celery-watchdog-reporter", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.wd.recorder.flush()
+        self._write(online=False)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.report()
+            except Exception:  # keep reporting; never take the worker down
+                logger.debug("celery_watchdog: snapshot failed", exc_info=True)
+            self._stop.wait(self.interval)
+
+    def report(self) -> None:
+        requests = list(worker_state.active_requests)
+        self._record_vanished(requests)
+        self._reap_dead_children()
+        self._write(online=True, requests=requests)
+
+    def _reap_dead_children(self) -> None:
+        """A SIGKILLed child takes its unflushed buffer along: settle its runs left open."""
+        pids = set(self._processes())
+        gone = self._children - pids
+        self._children = pids
+        for pid in gone:
+            if pid_alive(pid):
+                continue
+            for task_id, name in self.wd.recorder.store.open_runs_of(self.hostname, pid):
+                state = self._backend_state(task_id)
+                if state in ("SUCCESS", "FAILURE"):
+                    self._end(task_id, name, state, "succeeded" if state == "SUCCESS" else "failed", None)
+                else:
+                    self._end(task_id, name, "FAILURE", "lost",
+                              f"WorkerLostError: child process {pid} died while running it")  # fmt: skip
+
+    def _record_vanished(self, requests: list[Any]) -> None:
+        """Requests gone from the active set whose child is dead ended without a signal."""
+        current = {r.id: (r.name, r.worker_pid, r.time_start or 0.0) for r in requests}
+        dead: dict[int, list[tuple[float, str, str]]] = {}
+        for task_id, (name, pid, started) in self._seen.items():
+            if task_id not in current and pid is not None and not pid_alive(pid):
+                dead.setdefault(pid, []).append((started, task_id, name))
+        for pid, runs in dead.items():
+            # A child runs one task at a time: the latest one is what it was running at death.
+            # Earlier ones finished, but their ends may have died in the child's buffer; the
+            # result backend (written synchronously by the child) tells how they ended.
+            runs.sort()
+            *earlier, (_, task_id, name) = runs
+            self._end(task_id, name, "FAILURE", "lost",
+                      f"WorkerLostError: child process {pid} died while running it")  # fmt: skip
+            for _, other_id, other_name in earlier:
+                state = self._backend_state(other_id)
+                if state in ("SUCCESS", "FAILURE"):
+                    outcome = "succeeded" if state == "SUCCESS" else "failed"
+                    self._end(other_id, other_name, state, outcome, None)
+        self._seen = current
+
+    def _end(self, task_id: str, name: str, state: str, outcome: str, why: str | None) -> None:
+        self.wd.recorder.add(
+            {
+                "kind": "end",
+                "id": task_id,
+                "name": name,
+                "worker": self.hostname,
+                "pid": "*",
+                "state": state,
+                "outcome": outcome,
+                "exception": why,
+            }
+        )
+
+    def _backend_state(self, task_id: str) -> str | None:
+        try:
+            return str(self.worker.app.AsyncResult(task_id).state)
+        except Exception:  # no result backend, or it is down: leave the run to the monitor
+            return None
+
+    def _write(self, online: bool, requests: list[Any] | None = None) -> None:
+        snapshot = self.snapshot(requests or [])
+        self.wd.recorder.store.write_snapshot(
+            self.hostname, snapshot, ttl=3 * self.interval, online=online
+        )
+
+    def snapshot(self, requests: list[Any]) -> dict[str, Any]:
+        redactor = self.wd.redactor
+        now = time.time()
+        active = []
+        for r in requests:
+            pid = r.worker_pid or (os.getpid() if self._pool_name() in ("solo", "threads") else None)
+            active.append(
+                {
+                    "id": r.id,
+                    "name": r.name,
+                    "pid": pid,
+                    "started_age": (now - r.time_start) if r.time_start else None,
+                    "cpu": cpu_seconds(pid),
+                    "args": redactor.args(r.args, self.wd.recorder.param_names(r.task)),
+                    "kwargs": redactor.kwargs(r.kwargs),
+                }
+            )
+        recorder = self.wd.recorder
+        return {
+            "pid": os.getpid(),
+            "pool": self._pool_name(),
+            "concurrency": getattr(self.worker, "concurrency", None),
+            "queues": sorted(self._queues()),
+            "processes": self._processes(),
+            "active": active,
+            "software": {"celery": celery.__version__, "python": _python()},
+            "watchdog": {"dropped": recorder.dropped, "errors": recorder.errors},
+        }
+
+    def _pool_name(self) -> str:
+        cls = type(getattr(self.worker, "pool", None) or object)
+        module = cls.__module__.rsplit(".", 1)[-1]
+        return {"prefork": "prefork", "solo": "solo", "thread": "threads"}.get(module, module)
+
+    def _queues(self) -> list[str]:
+        try:
+            return [q.name for q in self.worker.app.amqp.queues.consume_from.values()]
+        except Exception:
+            return []
+
+    def _processes(self) -> list[int]:
+        try:
+            return list(self.worker.pool.info.get("processes", []))
+        except Exception:
+            return []
+
+
+def _python() -> str:
+    import platform
+
+    return platform.python_version()
+
+
+class WatchdogStep(bootsteps.StartStopStep):
+    """Worker blueprint step: start the reporter once the pool exists."""
+
+    requires = {"celery.worker.components:Pool"}
+    label = "celery_watchdog"
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self.reporter: Reporter | None = None
+        wd = activation.for_app(worker.app)
+        if wd is not None:
+            wd.validate_tasks()  # a bad task option stops the worker here, naming it
+            self.reporter = Reporter(worker, wd)
+
+    def start(self, worker: Any) -> None:
+        if self.reporter is not None:
+            self.reporter.start()
+
+    def stop(self, worker: Any) -> None:
+        if self.reporter is not None:
+            try:
+                self.reporter.stop()
+            except Exception:
+                logger.debug("celery_watchdog: final snapshot failed", exc_info=True)
+
+    shutdown = stop
+
+
+def add_bootstep(app: Any) -> None:
+    app.steps["worker"].add(WatchdogStep)
