@@ -194,7 +194,9 @@ class Settings:
                 settings = _replace(settings, redis_url=broker)
         return settings
 
-    def policy_for(self, task_name: str, task_options: Mapping[str, Any] | None = None) -> TaskPolicy:
+    def policy_for(
+        self, task_name: str, task_options: Mapping[str, Any] | None = None
+    ) -> TaskPolicy:
         """Resolve options in one order: task option -> policy entry -> setting -> default."""
         merged: dict[str, Any] = {
             key: getattr(self, key) for key in TASK_OPTION_VALIDATORS if hasattr(self, key)
@@ -232,4 +234,7 @@ def _replace(settings: Settings, **changes: Any) -> Settings:
 def setting_docs() -> list[tuple[str, Any, str]]:
     """(setting name, default, doc) for the README's configuration reference."""
     defaults = Settings()
-    return [(f"watchdog_{f.name}", getattr(defaults, f.name), f.metadata["doc"]) for f in fields(Settings)]
+    return [
+        (f"watchdog_{f.name}", getattr(defaults, f.name), f.metadata["doc"])
+        for f in fields(Settings)
+    ]

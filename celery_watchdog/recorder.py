@@ -32,14 +32,28 @@ class RunHandle:
     """A run in progress in this process; ``WatchedTask`` mutates it, the flusher reads it."""
 
     __slots__ = (
-        "cancelled", "dirty", "error", "name", "new", "pid", "processed", "details", "last_heartbeat",
-        "last_progress", "started", "step", "step_started", "step_timeout", "task_id",
-        "timeout", "total", "watched", "worker",
+        "cancelled",
+        "details",
+        "dirty",
+        "error",
+        "last_heartbeat",
+        "last_progress",
+        "name",
+        "new",
+        "pid",
+        "processed",
+        "started",
+        "step",
+        "step_started",
+        "step_timeout",
+        "task_id",
+        "timeout",
+        "total",
+        "watched",
+        "worker",
     )  # fmt: skip
 
-    def __init__(
-        self, task_id: str, name: str, worker: str, watched: bool, timeout: float
-    ) -> None:
+    def __init__(self, task_id: str, name: str, worker: str, watched: bool, timeout: float) -> None:
         self.task_id = task_id
         self.name = name
         self.worker = worker
@@ -224,7 +238,9 @@ class Recorder:
             self._store = self._store_factory()
         return self._store
 
-    def _on_error(self, exc: Exception, events: list[dict[str, Any]], dirty: list[RunHandle]) -> None:
+    def _on_error(
+        self, exc: Exception, events: list[dict[str, Any]], dirty: list[RunHandle]
+    ) -> None:
         self.errors += 1
         for h in dirty:
             h.dirty = True

@@ -15,7 +15,7 @@ def _f(doc: Mapping[str, str], key: str) -> float | None:
     if value in (None, ""):
         return None
     try:
-        return float(value)  # type: ignore[arg-type]
+        return float(value)
     except ValueError:
         return None
 
@@ -166,7 +166,9 @@ class WorkerInfo:
                 task_id=str(r.get("id")),
                 name=str(r.get("name")),
                 pid=r.get("pid"),
-                started=(ts - r["started_age"]) if ts and r.get("started_age") is not None else None,
+                started=(ts - r["started_age"])
+                if ts and r.get("started_age") is not None
+                else None,
                 cpu=r.get("cpu"),
                 args=str(r.get("args", "")),
                 kwargs=str(r.get("kwargs", "")),

@@ -46,7 +46,8 @@ def stuck(run: Run, policy: TaskPolicy, now: float) -> Verdict | None:
         if in_step > run.step_timeout:
             return Verdict(
                 "stuck",
-                f"step '{run.step}' has run {_ago(in_step)}, past its {_ago(run.step_timeout)} timeout",
+                f"step '{run.step}' has run {_ago(in_step)}, "
+                f"past its {_ago(run.step_timeout)} timeout",
             )
     since = run.last_progress if run.last_progress is not None else run.started
     if since is None or now - since <= policy.heartbeat_timeout:
@@ -70,7 +71,8 @@ def overtime(run: Run, policy: TaskPolicy, now: float) -> Verdict | None:
         runtime = now - run.started
         if runtime > policy.hard_timeout:
             return Verdict(
-                "overtime", f"running {_ago(runtime)}, past hard_timeout {_ago(policy.hard_timeout)}"
+                "overtime",
+                f"running {_ago(runtime)}, past hard_timeout {_ago(policy.hard_timeout)}",
             )
     return None
 

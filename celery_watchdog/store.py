@@ -43,7 +43,8 @@ class Limits:
 
 class Store:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
-        self.r = client
+        # Typed loosely: redis-py's stubs cannot express decode_responses=True (str replies).
+        self.r: Any = client
         self.p = prefix
         self._flush = client.register_script((_LUA / "flush.lua").read_text())
         self._snapshot = client.register_script((_LUA / "snapshot.lua").read_text())
@@ -67,7 +68,9 @@ class Store:
         payload = json.dumps(batch, default=str, separators=(",", ":"))
         return list(self._flush(args=[self.p, payload]))
 
-    def write_snapshot(self, hostname: str, snapshot: dict[str, Any], ttl: float, online: bool) -> float:
+    def write_snapshot(
+        self, hostname: str, snapshot: dict[str, Any], ttl: float, online: bool
+    ) -> float:
         data = json.dumps(snapshot, default=str, separators=(",", ":"))
         state = "online" if online else "offline"
         return float(self._snapshot(args=[self.p, hostname, data, ttl, RUNNING_TTL, state]))
@@ -105,7 +108,8 @@ class Store:
     def open_runs_of(self, hostname: str, pid: int) -> list[tuple[str, str]]:
         """(task id, name) of runs still open for one child process (its buffer may be lost)."""
         found = []
-        for runkey, _ in self.r.zscan_iter(f"{self.p}:running", match=f"*|{_glob_escape(hostname)}|{pid}"):
+        match = f"*|{_glob_escape(hostname)}|{pid}"
+        for runkey, _ in self.r.zscan_iter(f"{self.p}:running", match=match):
             name = self.r.hget(f"{self.p}:run:{runkey}", "name")
             found.append((runkey.split("|", 1)[0], name or ""))
         return found
@@ -113,7 +117,10 @@ class Store:
     def finished(self, limit: int = 100) -> list[Run]:
         """Recently finished runs, newest first."""
         ids = self.r.zrevrange(f"{self.p}:finished", 0, limit - 1)
-        return [run for run in self._tasks(ids) if run is not None]
+        pipe = self.r.pipeline(transaction=False)
+        for task_id in ids:
+            pipe.hgetall(f"{self.p}:task:{task_id}")
+        return [Run.from_docs(doc, {}) for doc in pipe.execute() if doc]
 
     def task(self, task_id: str) -> list[Run]:
         """Every known run of one task id: the running ones, else its last record."""
@@ -149,7 +156,10 @@ class Store:
         for host, _ in hosts:
             pipe.hgetall(f"{self.p}:worker:{host}")
         docs = pipe.execute()
-        return [WorkerInfo.from_doc(host, seen, doc) for (host, seen), doc in zip(hosts, docs)]
+        return [
+            WorkerInfo.from_doc(host, seen, doc)
+            for (host, seen), doc in zip(hosts, docs, strict=True)
+        ]
 
     def task_names(self, limit: int = 500) -> list[str]:
         return list(self.r.zrevrange(f"{self.p}:names", 0, limit - 1))
@@ -170,9 +180,7 @@ class Store:
         out = {}
         for i, name in enumerate(names):
             chunk = replies[i * per : (i + 1) * per]
-            out[name] = NameStats.from_replies(
-                name, chunk[:12], chunk[12:36], chunk[36], chunk[37]
-            )
+            out[name] = NameStats.from_replies(name, chunk[:12], chunk[12:36], chunk[36], chunk[37])
         return out
 
     def memory_used(self) -> int:

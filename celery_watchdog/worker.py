@@ -68,7 +68,9 @@ class Reporter:
 
     def start(self) -> None:
         self.wd.recorder.hostname = self.hostname
-        self._thread = threading.Thread(target=self._loop, name="celery-watchdog-reporter", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name="celery-watchdog-reporter", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -103,10 +105,11 @@ class Reporter:
             for task_id, name in self.wd.recorder.store.open_runs_of(self.hostname, pid):
                 state = self._backend_state(task_id)
                 if state in ("SUCCESS", "FAILURE"):
-                    self._end(task_id, name, state, "succeeded" if state == "SUCCESS" else "failed", None)
+                    self._end(
+                        task_id, name, state, "succeeded" if state == "SUCCESS" else "failed", None
+                    )
                 else:
-                    self._end(task_id, name, "FAILURE", "lost",
-                              f"WorkerLostError: child process {pid} died while running it")  # fmt: skip
+                    self._end(task_id, name, "FAILURE", "lost", _died(pid))
 
     def _record_vanished(self, requests: list[Any]) -> None:
         """Requests gone from the active set whose child is dead ended without a signal."""
@@ -121,8 +124,7 @@ class Reporter:
             # result backend (written synchronously by the child) tells how they ended.
             runs.sort()
             *earlier, (_, task_id, name) = runs
-            self._end(task_id, name, "FAILURE", "lost",
-                      f"WorkerLostError: child process {pid} died while running it")  # fmt: skip
+            self._end(task_id, name, "FAILURE", "lost", _died(pid))
             for _, other_id, other_name in earlier:
                 state = self._backend_state(other_id)
                 if state in ("SUCCESS", "FAILURE"):
@@ -161,7 +163,9 @@ class Reporter:
         now = time.time()
         active = []
         for r in requests:
-            pid = r.worker_pid or (os.getpid() if self._pool_name() in ("solo", "threads") else None)
+            pid = r.worker_pid or (
+                os.getpid() if self._pool_name() in ("solo", "threads") else None
+            )
             active.append(
                 {
                     "id": r.id,
@@ -201,6 +205,10 @@ class Reporter:
             return list(self.worker.pool.info.get("processes", []))
         except Exception:
             return []
+
+
+def _died(pid: int) -> str:
+    return f"WorkerLostError: child process {pid} died while running it"
 
 
 def _python() -> str:
