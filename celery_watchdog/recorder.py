@@ -36,6 +36,7 @@ class RunHandle:
         "details",
         "dirty",
         "error",
+        "slot",
         "last_heartbeat",
         "last_progress",
         "name",
@@ -58,6 +59,11 @@ class RunHandle:
         self.name = name
         self.worker = worker
         self.pid = os.getpid()
+        # Runs are keyed by (task id, host, slot): a threads pool runs several in one process.
+        thread = threading.current_thread()
+        self.slot = str(self.pid)
+        if thread is not threading.main_thread():
+            self.slot += f".{thread.ident}"
         self.watched = watched
         self.timeout = timeout
         self.started = monotonic()
@@ -81,6 +87,7 @@ class RunHandle:
             "name": self.name,
             "worker": self.worker,
             "pid": self.pid,
+            "slot": self.slot,
             "watched": self.watched,
             "new": self.new,
             "timeout": self.timeout,
@@ -160,6 +167,7 @@ class Recorder:
             "name": handle.name,
             "worker": handle.worker,
             "pid": handle.pid,
+            "slot": handle.slot,
             "at": now,
             "runtime": now - handle.started,
             **fields,

@@ -39,6 +39,7 @@ class Run:
     state: str
     worker: str | None = None
     pid: int | None = None
+    slot: str | None = None  # the pid, plus ".thread" where a threads pool runs several
     watched: bool = False
     received: float | None = None
     started: float | None = None
@@ -74,7 +75,7 @@ class Run:
 
     @property
     def run_key(self) -> str:
-        return f"{self.task_id}|{self.worker}|{self.pid}"
+        return f"{self.task_id}|{self.worker}|{self.slot or self.pid}"
 
     @classmethod
     def from_docs(
@@ -94,6 +95,7 @@ class Run:
             state="STARTED" if run else task.get("state", "PENDING"),
             worker=_s(both, "worker"),
             pid=_i(run, "pid"),
+            slot=_s(run, "slot"),
             watched=run.get("watched") == "true",
             received=_f(task, "received"),
             started=_f(run, "started") or _f(task, "started"),

@@ -88,7 +88,7 @@ def on_task_prerun(sender: Any = None, task_id: str = "", task: Any = None, **_:
     handle = RunHandle(
         task_id,
         task.name,
-        task.request.hostname or "unknown",
+        wd.recorder.hostname or task.request.hostname or "unknown",
         isinstance(task, WatchedTask),
         policy.heartbeat_timeout,
     )

@@ -229,6 +229,9 @@ class WatchdogStep(bootsteps.StartStopStep):
         wd = activation.for_app(worker.app)
         if wd is not None:
             wd.validate_tasks()  # a bad task option stops the worker here, naming it
+            # Set before the pool forks, so children record runs under the node name too
+            # (an in-process tracer may only know the bare host name).
+            wd.recorder.hostname = worker.hostname
             self.reporter = Reporter(worker, wd)
 
     def start(self, worker: Any) -> None:

@@ -6,7 +6,8 @@
 --                       "events": [...], "live": [task ids whose cancel flag we want]}
 -- Keys touched ({p} = prefix):
 --   {p}:task:{id}          HASH  Flower-shaped task document     TTL running_ttl, then retention
---   {p}:run:{runkey}       HASH  one execution (id|host|pid)     TTL running_ttl, deleted at end
+--   {p}:run:{runkey}       HASH  one execution (id|host|slot)    TTL running_ttl, deleted at end
+--                                (slot: the pid, plus ".thread" when a threads pool runs it)
 --   {p}:runs:{id}          SET   runkeys of an id now running    TTL running_ttl
 --   {p}:running            ZSET  runkey -> deadline (suspect-at) members removed at end
 --   {p}:finished           ZSET  id -> finish time               capped by retention/max_finished
@@ -76,11 +77,11 @@ for _, e in ipairs(batch.events) do
     redis.call('EXPIRE', tk, cfg.running_ttl)
     names_seen[e.name] = now
   elseif e.kind == 'run' then
-    local runkey = e.id .. '|' .. e.worker .. '|' .. e.pid
+    local runkey = e.id .. '|' .. e.worker .. '|' .. (e.slot or e.pid)
     local rk = p .. ':run:' .. runkey
     local started = at(e.started_age)
     local progress = at(e.progress_age) or started
-    hset_given(rk, {task_id = e.id, name = e.name, worker = e.worker, pid = e.pid,
+    hset_given(rk, {task_id = e.id, name = e.name, worker = e.worker, pid = e.pid, slot = e.slot,
                     watched = e.watched, started = started, last_heartbeat = at(e.hb_age),
                     last_progress = progress, step = e.step, step_started = at(e.step_age),
                     step_timeout = e.step_timeout, processed = e.processed, total = e.total,
@@ -108,11 +109,14 @@ for _, e in ipairs(batch.events) do
         if string.sub(rk, 1, #head) == head then runkeys[#runkeys + 1] = rk end
       end
     else
-      runkeys[1] = e.id .. '|' .. e.worker .. '|' .. e.pid
+      runkeys[1] = e.id .. '|' .. e.worker .. '|' .. (e.slot or e.pid)
     end
     local state = redis.call('HGET', tk, 'state')
     local deliveries = redis.call('HGET', tk, 'deliveries') or '0'
-    local mark = e.id .. '|' .. e.worker .. '|' .. e.pid .. '#' .. deliveries
+    local mark = e.id .. '|' .. e.worker .. '|' .. (e.slot or e.pid) .. '#' .. deliveries
+    -- A child's own ends differ by outcome (a retry and the next delivery's success may both
+    -- be flushed after that delivery was counted); a main process's ends are the same end.
+    if e.pid ~= '*' then mark = mark .. '#' .. e.outcome end
     -- A hard time limit fires task_failure twice: record each delivery's end once. A main
     -- process reporting for a child that already recorded its own end adds nothing.
     local skip = redis.call('HGET', tk, 'ended') == mark
@@ -143,7 +147,7 @@ for _, e in ipairs(batch.events) do
       redis.call('EXPIRE', tk, cfg.retention)
       if e.outcome ~= 'retried' then redis.call('ZADD', p .. ':finished', ts, e.id) end
       count(e.name, e.outcome, ts, fields.runtime)
-      if given(e.exception) and e.outcome ~= 'succeeded' then
+      if given(e.exception) and (e.outcome == 'failed' or e.outcome == 'lost') then
         redis.call('HSET', p .. ':name:' .. e.name, 'last_error', e.exception)
       end
       names_seen[e.name] = now
