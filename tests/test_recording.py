@@ -172,7 +172,7 @@ def test_counts_percentiles_and_last_success_per_task_name(redis_url: str) -> No
     assert set(store.task_names()) >= {"t.charge", "t.flaky"}
 
 
-def NameStatsRate(counts: dict[str, int]) -> float | None:  # noqa: N802 - reads as a value
+def NameStatsRate(counts: dict[str, int]) -> float | None:
     from celery_watchdog.records import NameStats
 
     return NameStats.success_rate(counts)

@@ -64,4 +64,5 @@ def test_deeply_nested_values_are_elided() -> None:
 
 def test_configured_keys_replace_the_defaults() -> None:
     custom = Redactor(["pin"])
-    assert custom.kwargs({"pin": 1234, "password": "x"}) == f"{{'pin': {REDACTED}, 'password': 'x'}}"
+    shown = custom.kwargs({"pin": 1234, "password": "x"})
+    assert shown == f"{{'pin': {REDACTED}, 'password': 'x'}}"

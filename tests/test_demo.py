@@ -1,0 +1,96 @@
+"""``python -m example_project demo`` runs, shows the tasks and leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import psutil  # type: ignore[import-untyped]  # no types-psutil in the dev extras
+import pytest
+
+from tests.helpers import REPO_ROOT
+
+
+def demo_env() -> dict[str, str]:
+    # Without REDIS_URL the demo starts its own embedded Redis: never the one on 6379.
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def demo_redis_url(output: str) -> str:
+    match = re.search(r"\[demo\] Redis: (redis://\S+) \(embedded\)", output)
+    assert match, f"the demo did not report its embedded Redis:\n{output[:2000]}"
+    return match.group(1)
+
+
+def leftovers(redis_url: str) -> list[str]:
+    """Processes still running for the demo that used ``redis_url``."""
+    port = redis_url.rsplit(":", 1)[1].split("/")[0]
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            cmdline = " ".join(proc.info["cmdline"] or [])
+            is_celery = "celery" in cmdline and proc.environ().get("REDIS_URL") == redis_url
+            is_redis = "redis-server" in cmdline and f"--port {port}" in cmdline
+            if is_celery or is_redis:
+                found.append(f"{proc.info['pid']}: {cmdline}")
+        except psutil.Error:
+            continue
+    return found
+
+
+@pytest.mark.timeout(120)
+def test_demo_runs_for_its_duration_shows_export_report_and_cleans_up() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "example_project", "demo", "--duration", "20"],
+        cwd=REPO_ROOT,
+        env=demo_env(),
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert "export_report" in done.stdout
+    assert "embedded Redis stopped" in done.stdout
+    url = demo_redis_url(done.stdout)
+    assert not url.endswith(":6379/0")
+    assert leftovers(url) == []
+
+
+@pytest.mark.timeout(120)
+def test_ctrl_c_stops_the_demo_cleanly() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "example_project", "demo"],
+        cwd=REPO_ROOT,
+        env=demo_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    seen: list[str] = []
+    try:
+        # Interrupt only once the worker runs and the tasks (the hanging ones last) are queued;
+        # pytest-timeout guards this read should the demo never get there.
+        for line in proc.stdout:
+            seen.append(line)
+            if "enqueued crunch_numbers" in line:
+                break
+        assert proc.poll() is None, "".join(seen)[-3000:]
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = "".join(seen) + rest
+    assert proc.returncode == 0, output[-3000:]
+    assert "interrupted" in output
+    assert leftovers(demo_redis_url(output)) == []
