@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -27,11 +28,11 @@ def demo_redis_url(output: str) -> str:
     return match.group(1)
 
 
-def leftovers(redis_url: str) -> list[str]:
+def leftovers(redis_url: str) -> list[psutil.Process]:
     """Processes still running for the demo that used ``redis_url``."""
     port = redis_url.rsplit(":", 1)[1].split("/")[0]
     found = []
-    for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+    for proc in psutil.process_iter(["cmdline", "status"]):
         try:
             if proc.info["status"] == psutil.STATUS_ZOMBIE:
                 continue
@@ -39,10 +40,21 @@ def leftovers(redis_url: str) -> list[str]:
             is_celery = "celery" in cmdline and proc.environ().get("REDIS_URL") == redis_url
             is_redis = "redis-server" in cmdline and f"--port {port}" in cmdline
             if is_celery or is_redis:
-                found.append(f"{proc.info['pid']}: {cmdline}")
+                found.append(proc)
         except psutil.Error:
             continue
     return found
+
+
+def kill_leftovers(redis_url: str) -> list[str]:
+    """Kill what a failed demo left behind; return the command lines that were still running."""
+    left = leftovers(redis_url)
+    described = []
+    for proc in left:
+        with contextlib.suppress(psutil.Error):
+            described.append(" ".join(proc.cmdline()))
+            proc.kill()
+    return described
 
 
 @pytest.mark.timeout(120)
@@ -61,7 +73,7 @@ def test_demo_runs_for_its_duration_shows_export_report_and_cleans_up() -> None:
     assert "embedded Redis stopped" in done.stdout
     url = demo_redis_url(done.stdout)
     assert not url.endswith(":6379/0")
-    assert leftovers(url) == []
+    assert kill_leftovers(url) == []
 
 
 @pytest.mark.timeout(120)
@@ -87,10 +99,12 @@ def test_ctrl_c_stops_the_demo_cleanly() -> None:
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
+        if proc.poll() is None:  # the demo failed: stop it and whatever it started
             proc.kill()
-            proc.wait()
+            seen.append(proc.communicate()[0])
+            with contextlib.suppress(AssertionError):
+                kill_leftovers(demo_redis_url("".join(seen)))
     output = "".join(seen) + rest
     assert proc.returncode == 0, output[-3000:]
     assert "interrupted" in output
-    assert leftovers(demo_redis_url(output)) == []
+    assert kill_leftovers(demo_redis_url(output)) == []

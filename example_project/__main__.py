@@ -1,0 +1,28 @@
+"""``python -m example_project demo [--duration SECONDS] [--redis-url URL]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from example_project import demo
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m example_project")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("demo", help="run a worker, beat and a live watchdog view")
+    run.add_argument(
+        "--duration", type=float, default=None, help="stop after SECONDS (default: until Ctrl-C)"
+    )
+    run.add_argument(
+        "--redis-url",
+        default=None,
+        help="use this Redis (default: $REDIS_URL, else an embedded redis-server)",
+    )
+    args = parser.parse_args(argv)
+    return demo.run(duration=args.duration, redis_url=args.redis_url)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""The Celery app that ``celery -A tests.workerapp worker`` subprocesses run.
+
+A subprocess worker reads its configuration from the environment (set by
+``tests.helpers.PreforkWorker``):
+
+- ``WATCHDOG_TEST_REDIS_URL``: broker, result backend and watchdog store;
+- ``WATCHDOG_TEST_PREFIX``: the watchdog key prefix, unique per worker;
+- ``WATCHDOG_TEST_CONF``: any further settings, as a JSON object.
+
+The test process builds a *client* app with the same tasks via ``create_app`` so that a test
+can write ``worker.task("add").delay(2, 3)`` against the worker's Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from celery import Celery, Task
+
+from celery_watchdog import WatchedTask
+
+TASK_PREFIX = "tests.workerapp."
+
+
+def create_app(redis_url: str, prefix: str, conf: Mapping[str, Any] | None = None) -> Celery:
+    """An app on ``redis_url`` with every test task registered under ``tests.workerapp.*``."""
+    app = Celery("workerapp", set_as_current=False)
+    app.conf.update(
+        broker_url=redis_url,
+        result_backend=redis_url,
+        watchdog_redis_url=redis_url,
+        watchdog_key_prefix=prefix,
+        imports=["celery_watchdog"],
+        # Tests wait on results and on state; keep retries from hiding a dead Redis for minutes.
+        broker_connection_retry_on_startup=True,
+        result_expires=600,
+    )
+    app.conf.update(dict(conf or {}))
+    _register_tasks(app)
+    return app
+
+
+def _register_tasks(app: Celery) -> None:
+    # Explicit names: the tasks are defined inside a function, and the client app and the
+    # worker app must agree on names whatever module path imported this file.
+    # shared=False: otherwise Celery adds every task defined here to *all* apps finalized
+    # later in the process (make_app ones included), under names that then clash.
+    def name(short: str) -> str:
+        return TASK_PREFIX + short
+
+    @app.task(name=name("add"), shared=False)
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task(name=name("noop"), shared=False)
+    def noop() -> None:
+        return None
+
+    @app.task(name=name("sleep"), shared=False)
+    def sleep(seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+
+    @app.task(name=name("hang_forever"), shared=False)
+    def hang_forever() -> None:
+        # Short sleeps in a loop, so a SIGTERM/revoke lands between them like in real code.
+        while True:
+            time.sleep(0.1)
+
+    @app.task(name=name("crash_child"), shared=False)
+    def crash_child() -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    @app.task(name=name("fail"), shared=False)
+    def fail(msg: str) -> None:
+        raise ValueError(msg)
+
+    @app.task(name=name("progress"), shared=False, base=WatchedTask, bind=True)
+    def progress(self: WatchedTask, n: int, delay: float = 0.0) -> int:
+        with self.step("work"):
+            for i in range(1, n + 1):
+                if delay:
+                    time.sleep(delay)
+                self.heartbeat(processed=i, total=n)
+        return n
+
+    @app.task(name=name("hard_limited"), shared=False, time_limit=1)
+    def hard_limited() -> None:
+        time.sleep(5)
+
+    @app.task(name=name("with_secret"), shared=False)
+    def with_secret(password: str, account_id: int) -> int:
+        return account_id
+
+
+def _app_from_env() -> Celery:
+    redis_url = os.environ.get("WATCHDOG_TEST_REDIS_URL")
+    if not redis_url:
+        raise RuntimeError(
+            "tests.workerapp needs WATCHDOG_TEST_REDIS_URL (and WATCHDOG_TEST_PREFIX); "
+            "start it through tests.helpers.PreforkWorker, or use create_app() in-process."
+        )
+    prefix = os.environ.get("WATCHDOG_TEST_PREFIX", "watchdog")
+    conf = json.loads(os.environ.get("WATCHDOG_TEST_CONF") or "{}")
+    return create_app(redis_url, prefix, conf)
+
+
+_app: Celery | None = None
+
+
+def __getattr__(attr: str) -> Celery:
+    # `celery -A tests.workerapp` looks up `app` on this module. Building it lazily lets the
+    # test process import create_app() without the worker's environment variables.
+    global _app
+    if attr == "app":
+        if _app is None:
+            _app = _app_from_env()
+        return _app
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
+
+
+def task(app: Celery, short_name: str) -> Task:
+    """The task ``tests.workerapp.<short_name>`` as registered on ``app``."""
+    return app.tasks[TASK_PREFIX + short_name]
