@@ -36,13 +36,13 @@ class RunHandle:
         "details",
         "dirty",
         "error",
-        "slot",
         "last_heartbeat",
         "last_progress",
         "name",
         "new",
         "pid",
         "processed",
+        "slot",
         "started",
         "step",
         "step_started",
@@ -156,6 +156,10 @@ class Recorder:
             self._live[id(handle)] = handle
         self._ensure_thread()
         return handle
+
+    def forget(self, handle: RunHandle) -> None:
+        with self._lock:
+            self._live.pop(id(handle), None)
 
     def end_run(self, handle: RunHandle, **fields: Any) -> None:
         with self._lock:

@@ -245,7 +245,7 @@ def _sum(buckets: Sequence[Mapping[str, str]]) -> dict[str, int]:
     for bucket in buckets:
         for key, value in bucket.items():
             total[key] = total.get(key, 0) + int(value)
-    return total
+    return {key: n for key, n in total.items() if n}
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,11 @@ def on_task_postrun(
     wd = for_app(task.app)
     if wd is None:
         return
-    state = state or "SUCCESS"
+    if state is None:
+        # The task was interrupted by SystemExit/KeyboardInterrupt (a SIGTERM from a revoke
+        # or a hard time limit): the worker's main process reports how this run ended.
+        wd.recorder.forget(handle)
+        return
     fields: dict[str, Any] = {"state": state, "outcome": _OUTCOMES.get(state, state.lower())}
     if handle.error:
         fields.update(handle.error)
@@ -147,6 +151,7 @@ def on_task_failure(
             "name": sender.name,
             "worker": _main_hostname(wd, sender),
             "pid": "*",
+            "authoritative": True,
             "state": "FAILURE",
             "outcome": "lost" if lost else "failed",
             "exception": _describe(exception),
@@ -179,10 +184,12 @@ def on_task_revoked(
     wd.recorder.add(
         {
             "kind": "end",
+            # ``request`` is a Request or (terminate) the task's Context: both have id/hostname.
             "id": request.id,
-            "name": request.name,
-            "worker": request.hostname or _main_hostname(wd, sender),
+            "name": getattr(sender, "name", None) or str(getattr(request, "task", "")),
+            "worker": getattr(request, "hostname", None) or _main_hostname(wd, sender),
             "pid": "*",
+            "authoritative": True,
             "state": "REVOKED",
             "outcome": "revoked",
             "exception": f"Revoked: {why}",

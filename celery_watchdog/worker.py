@@ -61,7 +61,7 @@ class Reporter:
         self.wd = wd
         self.hostname: str = worker.hostname
         self.interval = wd.settings.snapshot_interval
-        self._seen: dict[str, tuple[str, int | None, float]] = {}  # id -> (name, pid, start)
+        self._seen: dict[tuple[str, int | None], tuple[str, float]] = {}
         self._children: set[int] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -105,18 +105,18 @@ class Reporter:
             for task_id, name in self.wd.recorder.store.open_runs_of(self.hostname, pid):
                 state = self._backend_state(task_id)
                 if state in ("SUCCESS", "FAILURE"):
-                    self._end(
-                        task_id, name, state, "succeeded" if state == "SUCCESS" else "failed", None
-                    )
+                    outcome = "succeeded" if state == "SUCCESS" else "failed"
+                    self._end(task_id, name, pid, state, outcome, None)
                 else:
-                    self._end(task_id, name, "FAILURE", "lost", _died(pid))
+                    self._end(task_id, name, pid, "FAILURE", "lost", _died(pid))
 
     def _record_vanished(self, requests: list[Any]) -> None:
         """Requests gone from the active set whose child is dead ended without a signal."""
-        current = {r.id: (r.name, r.worker_pid, r.time_start or 0.0) for r in requests}
+        # Keyed by (id, pid): a redelivery of the same id is a new request in a new child.
+        current = {(r.id, r.worker_pid): (r.name, r.time_start or 0.0) for r in requests}
         dead: dict[int, list[tuple[float, str, str]]] = {}
-        for task_id, (name, pid, started) in self._seen.items():
-            if task_id not in current and pid is not None and not pid_alive(pid):
+        for (task_id, pid), (name, started) in self._seen.items():
+            if (task_id, pid) not in current and pid is not None and not pid_alive(pid):
                 dead.setdefault(pid, []).append((started, task_id, name))
         for pid, runs in dead.items():
             # A child runs one task at a time: the latest one is what it was running at death.
@@ -124,22 +124,25 @@ class Reporter:
             # result backend (written synchronously by the child) tells how they ended.
             runs.sort()
             *earlier, (_, task_id, name) = runs
-            self._end(task_id, name, "FAILURE", "lost", _died(pid))
+            self._end(task_id, name, pid, "FAILURE", "lost", _died(pid))
             for _, other_id, other_name in earlier:
                 state = self._backend_state(other_id)
                 if state in ("SUCCESS", "FAILURE"):
                     outcome = "succeeded" if state == "SUCCESS" else "failed"
-                    self._end(other_id, other_name, state, outcome, None)
+                    self._end(other_id, other_name, pid, state, outcome, None)
         self._seen = current
 
-    def _end(self, task_id: str, name: str, state: str, outcome: str, why: str | None) -> None:
+    def _end(
+        self, task_id: str, name: str, pid: int, state: str, outcome: str, why: str | None
+    ) -> None:
         self.wd.recorder.add(
             {
                 "kind": "end",
                 "id": task_id,
                 "name": name,
                 "worker": self.hostname,
-                "pid": "*",
+                "pid": pid,
+                "guess": True,
                 "state": state,
                 "outcome": outcome,
                 "exception": why,

@@ -39,13 +39,15 @@ local function hset_given(key, fields)
   if #args > 0 then redis.call('HSET', key, unpack(args)) end
 end
 
-local function count(name, outcome, ts, runtime)
+local function count(name, outcome, ts, runtime, delta)
+  delta = delta or 1
   local b5 = math.floor(ts / 300)
   local b1h = math.floor(ts / 3600)
   local k5 = p .. ':s5:' .. name .. ':' .. b5
   local k1h = p .. ':s1h:' .. name .. ':' .. b1h
-  redis.call('HINCRBY', k5, outcome, 1); redis.call('EXPIRE', k5, 3900)
-  redis.call('HINCRBY', k1h, outcome, 1); redis.call('EXPIRE', k1h, 90000)
+  redis.call('HINCRBY', k5, outcome, delta); redis.call('EXPIRE', k5, 3900)
+  redis.call('HINCRBY', k1h, outcome, delta); redis.call('EXPIRE', k1h, 90000)
+  if delta < 0 then return end
   local nk = p .. ':name:' .. name
   if outcome == 'succeeded' then
     redis.call('HSET', nk, 'last_success', ts)
@@ -100,53 +102,79 @@ for _, e in ipairs(batch.events) do
     redis.call('ZADD', p .. ':running', progress + e.timeout, runkey)
     names_seen[e.name] = now
   elseif e.kind == 'end' then
-    -- pid "*" comes from a worker's main process (hard time limit, lost child, revoke), which
-    -- does not know the child pid: it ends every open run of this id on that host.
+    -- Three sources end a run:
+    --  * the child that ran it (pid = its pid): marks differ by outcome, since a retry and the
+    --    next delivery's success may both be flushed after that delivery was counted;
+    --  * the worker's main process, authoritative (pid "*": hard time limit, WorkerLostError,
+    --    revoke): it does not know the child pid, so it ends every open run of this id on that
+    --    host, and it replaces what the child recorded for this delivery (a SIGTERMed child may
+    --    still report a success); a hard time limit fires task_failure twice: one mark, once;
+    --  * the main process guessing (guess = true, pid = the dead child): a child found dead
+    --    while it had this run, which adds nothing when the child recorded its own end.
+    local base = e.id .. '|' .. e.worker .. '|'
     local runkeys = {}
     if e.pid == '*' then
-      local head = e.id .. '|' .. e.worker .. '|'
       for _, rk in ipairs(redis.call('SMEMBERS', p .. ':runs:' .. e.id)) do
-        if string.sub(rk, 1, #head) == head then runkeys[#runkeys + 1] = rk end
+        if string.sub(rk, 1, #base) == base then runkeys[#runkeys + 1] = rk end
       end
     else
-      runkeys[1] = e.id .. '|' .. e.worker .. '|' .. (e.slot or e.pid)
+      runkeys[1] = base .. (e.slot or e.pid)
     end
     local state = redis.call('HGET', tk, 'state')
     local deliveries = redis.call('HGET', tk, 'deliveries') or '0'
-    local mark = e.id .. '|' .. e.worker .. '|' .. (e.slot or e.pid) .. '#' .. deliveries
-    -- A child's own ends differ by outcome (a retry and the next delivery's success may both
-    -- be flushed after that delivery was counted); a main process's ends are the same end.
-    if e.pid ~= '*' then mark = mark .. '#' .. e.outcome end
-    -- A hard time limit fires task_failure twice: record each delivery's end once. A main
-    -- process reporting for a child that already recorded its own end adds nothing.
-    local skip = redis.call('HGET', tk, 'ended') == mark
-    if e.pid == '*' and #runkeys == 0 and (state == 'SUCCESS' or state == 'FAILURE'
-        or state == 'REVOKED') then skip = true end
+    local prev = redis.call('HGET', tk, 'ended')
+    local main_mark = base .. '*#' .. deliveries
+    local final = state == 'SUCCESS' or state == 'FAILURE' or state == 'REVOKED'
+    local mark, skip, undo = main_mark, false, false
+    if e.pid == '*' then
+      skip = prev == mark
+      undo = not skip and prev and string.sub(prev, 1, #base) == base
+        and string.find(prev, '#' .. deliveries .. '#', 1, true) ~= nil
+    else
+      mark = base .. (e.slot or e.pid) .. '#' .. deliveries .. '#' .. e.outcome
+      skip = prev == mark or prev == main_mark
+      if e.guess and final and redis.call('EXISTS', p .. ':run:' .. runkeys[1]) == 0 then
+        skip = true
+      end
+    end
+    if undo then
+      local old = redis.call('HGET', tk, 'outcome')
+      local old_ts = old and tonumber(redis.call('HGET', tk, old == 'lost' and 'failed' or old) or '')
+      if old_ts then count(e.name, old, old_ts, nil, -1) end
+      redis.call('HDEL', tk, 'succeeded', 'result')
+    end
     if not skip then
       local ts = at(e.age)
       local last = {}
       for _, rk in ipairs(runkeys) do
         local r = redis.call('HMGET', p .. ':run:' .. rk, 'step', 'processed', 'total', 'started')
-        if r[1] or r[2] then last = r end
+        if r[1] or r[2] or r[4] then
+          last = {r[1] or nil, r[2] or nil, r[3] or nil, r[4] or nil}  -- false (nil reply) -> nil
+        end
         redis.call('DEL', p .. ':run:' .. rk)
         redis.call('ZREM', p .. ':running', rk)
         redis.call('SREM', p .. ':runs:' .. e.id, rk)
       end
-      local fields = {name = e.name, state = e.state, worker = e.worker, uuid = e.id,
-                      runtime = e.runtime, exception = e.exception, traceback = e.traceback,
-                      result = e.result, ended = mark, outcome = e.outcome,
-                      step = e.step or last[1], processed = e.processed or last[2],
-                      total = e.total or last[3], args = e.args, kwargs = e.kwargs}
-      fields[e.outcome == 'lost' and 'failed' or e.outcome] = ts
-      if given(e.started_age) then fields.started = at(e.started_age) end
-      if not given(e.runtime) then
-        local started = tonumber(last[4] or redis.call('HGET', tk, 'started'))
-        if started then fields.runtime = ts - started end
+      local runtime = e.runtime
+      if not given(runtime) then
+        local started = tonumber(last[4] or redis.call('HGET', tk, 'started') or '')
+        if started then runtime = ts - started end
       end
-      hset_given(tk, fields)
-      redis.call('EXPIRE', tk, cfg.retention)
-      if e.outcome ~= 'retried' then redis.call('ZADD', p .. ':finished', ts, e.id) end
-      count(e.name, e.outcome, ts, fields.runtime)
+      -- Another run of this id is still going (a redelivery, a duplicate): the task document
+      -- shows that one; this end only counts.
+      if redis.call('SCARD', p .. ':runs:' .. e.id) == 0 then
+        local fields = {name = e.name, state = e.state, worker = e.worker, uuid = e.id,
+                        runtime = runtime, exception = e.exception, traceback = e.traceback,
+                        result = e.result, ended = mark, outcome = e.outcome,
+                        step = e.step or last[1], processed = e.processed or last[2],
+                        total = e.total or last[3], args = e.args, kwargs = e.kwargs}
+        fields[e.outcome == 'lost' and 'failed' or e.outcome] = ts
+        if given(e.started_age) then fields.started = at(e.started_age) end
+        hset_given(tk, fields)
+        redis.call('EXPIRE', tk, cfg.retention)
+        if e.outcome ~= 'retried' then redis.call('ZADD', p .. ':finished', ts, e.id) end
+      end
+      count(e.name, e.outcome, ts, runtime)
       if given(e.exception) and (e.outcome == 'failed' or e.outcome == 'lost') then
         redis.call('HSET', p .. ':name:' .. e.name, 'last_error', e.exception)
       end

@@ -1,0 +1,175 @@
+"""Recording under a real ``celery worker -P prefork``: kills, time limits, revokes, snapshots."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from celery_watchdog import install
+from celery_watchdog.records import Run
+from celery_watchdog.store import Store
+from tests.helpers import PreforkWorker, wait_for
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def store_of(worker: PreforkWorker) -> Store:
+    wd = install(worker.app)
+    assert wd is not None
+    return wd.store()
+
+
+def final(store: Store, task_id: str, state: str, timeout: float = 15) -> Run:
+    def find() -> Run | None:
+        runs = store.task(task_id)
+        return runs[0] if runs and runs[0].state == state else None
+
+    return wait_for(find, timeout=timeout, what=f"{task_id} in state {state}")
+
+
+def running_pid(store: Store, task_id: str) -> int:
+    """The child pid running ``task_id``, as the worker's main process reports it."""
+
+    def find() -> int | None:
+        for w in store.workers():
+            for r in w.active:
+                if r.task_id == task_id and r.pid:
+                    return r.pid
+        return None
+
+    return wait_for(find, timeout=15, what=f"{task_id} in a worker snapshot")
+
+
+def counts(store: Store, name: str) -> dict[str, int]:
+    return dict(store.name_stats([name], store.now())[name].last_hour)
+
+
+@pytest.fixture(scope="module")
+def worker(shared_prefork_worker: PreforkWorker) -> PreforkWorker:
+    return shared_prefork_worker
+
+
+def test_a_child_sigkilled_mid_task_is_recorded_lost_once_and_the_worker_goes_on(
+    worker: PreforkWorker,
+) -> None:
+    store = store_of(worker)
+    result = worker.task("hang_forever").delay()
+    pid = running_pid(store, result.id)
+    os.kill(pid, signal.SIGKILL)
+    run = final(store, result.id, "FAILURE")
+    assert run.outcome == "lost"
+    assert run.exception and "WorkerLostError" in run.exception
+    assert worker.task("add").delay(2, 3).get(timeout=15) == 5
+    time.sleep(1.5)  # let any second report of the same death arrive
+    assert counts(store, "tests.workerapp.hang_forever").get("lost") == 1
+    assert all(r.task_id != result.id for r in store.running())
+
+
+def test_a_task_that_kills_its_own_process_is_lost_not_running_forever(
+    worker: PreforkWorker,
+) -> None:
+    store = store_of(worker)
+    result = worker.task("crash_child").delay()
+    run = final(store, result.id, "FAILURE")
+    assert run.outcome == "lost"
+    assert all(r.task_id != result.id for r in store.running())
+
+
+def test_a_hard_time_limit_is_recorded_once(worker: PreforkWorker) -> None:
+    store = store_of(worker)
+    result = worker.task("hard_limited").delay()
+    run = final(store, result.id, "FAILURE")
+    assert run.exception and "TimeLimitExceeded" in run.exception
+    time.sleep(2)  # Celery fires task_failure twice for a hard limit; both must be flushed
+    assert sum(counts(store, "tests.workerapp.hard_limited").values()) == 1
+
+
+def test_a_revoked_and_terminated_task_is_recorded_revoked(worker: PreforkWorker) -> None:
+    store = store_of(worker)
+    result = worker.task("hang_forever").delay()
+    running_pid(store, result.id)
+    worker.app.control.revoke(result.id, terminate=True, signal="SIGTERM")
+    run = final(store, result.id, "REVOKED")
+    assert run.exception and "terminated" in run.exception
+    assert counts(store, "tests.workerapp.hang_forever").get("revoked") == 1
+
+
+def test_a_watched_task_in_a_prefork_child_reports_progress(worker: PreforkWorker) -> None:
+    store = store_of(worker)
+    result = worker.task("progress").delay(40, 0.1)
+    run = wait_for(
+        lambda: [r for r in store.running() if r.task_id == result.id and (r.processed or 0) > 3],
+        what="progress reported from the child",
+    )[0]
+    assert run.step == "work" and run.total == 40 and run.watched
+    assert run.pid in worker.pids()
+    assert result.get(timeout=20) == 40
+
+
+def test_the_worker_snapshot_lists_active_requests_with_child_pid_and_cpu(
+    worker: PreforkWorker,
+) -> None:
+    store = store_of(worker)
+    result = worker.task("with_secret").delay  # noqa: F841 - shows the secret arg is redacted
+    hang = worker.task("hang_forever").delay()
+    pid = running_pid(store, hang.id)
+    info = next(w for w in store.workers() if w.hostname == worker.name)
+    assert info.online and info.pool == "prefork" and info.concurrency == 2
+    assert set(info.processes) == set(worker.pids())
+    active = next(r for r in info.active if r.task_id == hang.id)
+    assert active.pid == pid and active.cpu is not None and active.started is not None
+    worker.app.control.revoke(hang.id, terminate=True, signal="SIGKILL")
+    final(store, hang.id, "REVOKED")
+
+
+def test_with_reject_on_worker_lost_a_killed_child_is_lost_then_redelivered(
+    start_prefork_worker: Callable[..., PreforkWorker],
+) -> None:
+    # acks_late + task_reject_on_worker_lost: Celery fires no signal at all for the dead child
+    # and redelivers at once; only the main-process reporter can tell what happened.
+    worker = start_prefork_worker(
+        conf={"task_acks_late": True, "task_reject_on_worker_lost": True,
+              "watchdog_snapshot_interval": 0.5}  # fmt: skip
+    )
+    store = store_of(worker)
+    result = worker.task("sleep").delay(2)
+    pid = running_pid(store, result.id)
+    os.kill(pid, signal.SIGKILL)
+    assert result.get(timeout=20) == 2  # redelivered to a fresh child
+    run = final(store, result.id, "SUCCESS")
+    assert run.deliveries == 2
+    wait_for(lambda: counts(store, "tests.workerapp.sleep").get("lost") == 1, what="1 lost")
+    assert counts(store, "tests.workerapp.sleep").get("succeeded") == 1
+
+
+def test_a_stopped_worker_is_reported_offline(
+    start_prefork_worker: Callable[..., PreforkWorker],
+) -> None:
+    worker = start_prefork_worker(conf={"watchdog_snapshot_interval": 0.5})
+    store = store_of(worker)
+    wait_for(lambda: any(w.online for w in store.workers()), what="worker online")
+    worker.stop()
+    info: Any = next(w for w in store.workers() if w.hostname == worker.name)
+    assert not info.online
+
+
+@pytest.mark.parametrize(
+    ("conf", "named"),
+    [
+        ({"watchdog_heartbeat_timeout": -1}, "watchdog_heartbeat_timeout"),
+        ({"watchdog_on_stuck": "explode"}, "watchdog_on_stuck"),
+        ({"watchdog_task_policies": {"tests.*": {"owner": 5}}}, "watchdog_task_policies"),
+    ],
+)
+def test_a_bad_setting_stops_worker_start_up_naming_the_setting(
+    redis_url: str, conf: dict[str, Any], named: str
+) -> None:
+    worker = PreforkWorker(redis_url, conf=conf)
+    with pytest.raises(RuntimeError) as err:
+        worker.start(timeout=20)
+    assert named in str(err.value)
