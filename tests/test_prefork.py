@@ -115,7 +115,6 @@ def test_the_worker_snapshot_lists_active_requests_with_child_pid_and_cpu(
     worker: PreforkWorker,
 ) -> None:
     store = store_of(worker)
-    result = worker.task("with_secret").delay  # noqa: F841 - shows the secret arg is redacted
     hang = worker.task("hang_forever").delay()
     pid = running_pid(store, hang.id)
     info = next(w for w in store.workers() if w.hostname == worker.name)
@@ -133,8 +132,11 @@ def test_with_reject_on_worker_lost_a_killed_child_is_lost_then_redelivered(
     # acks_late + task_reject_on_worker_lost: Celery fires no signal at all for the dead child
     # and redelivers at once; only the main-process reporter can tell what happened.
     worker = start_prefork_worker(
-        conf={"task_acks_late": True, "task_reject_on_worker_lost": True,
-              "watchdog_snapshot_interval": 0.5}  # fmt: skip
+        conf={
+            "task_acks_late": True,
+            "task_reject_on_worker_lost": True,
+            "watchdog_snapshot_interval": 0.5,
+        }
     )
     store = store_of(worker)
     result = worker.task("sleep").delay(2)
