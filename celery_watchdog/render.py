@@ -1,0 +1,198 @@
+"""Human output of the status commands: the documents of :mod:`.views`, as text.
+
+Every renderer takes a document and the ``now`` it was built with (the Redis server's clock),
+so a relative time printed here is measured on the same clock as the facts it describes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from .humanize import NONE, ago, cut, duration, fields, percent, progress_bar, table, timestamp
+
+SHORT_ID = 8  # like a short git hash: `watchdog task` accepts any unique prefix
+TASK_COLUMNS = ("ID", "NAME", "STATE", "HEALTH", "WORKER", "STARTED", "RUNTIME", "PROGRESS",
+                "DETAIL")  # fmt: skip
+PROBLEMS = ("stuck", "lost", "poison", "overtime", "duplicate", "slow")
+
+
+def _short_id(key: str) -> str:
+    task_id, _, copy = key.partition("#")
+    return task_id[:SHORT_ID] + (f"#{copy}" if copy else "")
+
+
+def _health(task: Mapping[str, Any]) -> str:
+    # A finished run that is merely "ok" has nothing to add to its Celery state.
+    wd = task["watchdog"]
+    return wd["health"] if wd["running"] or wd["health"] != "ok" else NONE
+
+
+def _detail(task: Mapping[str, Any], now: float) -> str:
+    wd = task["watchdog"]
+    if wd["health"] != "ok":
+        return str(wd["reason"] or wd["health"])
+    if task["exception"]:
+        return str(task["exception"])
+    if wd["running"]:
+        parts = []
+        if wd["step"]:
+            parts.append(f"step {wd['step']!r}")
+        if wd["last_heartbeat"] is not None:
+            parts.append(f"heartbeat {ago(wd['last_heartbeat'], now)}")
+        return ", ".join(parts)
+    return ""
+
+
+def tasks_text(doc: Mapping[str, Mapping[str, Any]], now: float, shown: int | None = None) -> str:
+    if not doc:
+        return "No tasks recorded (none ran since the watchdog was installed, or none match)."
+    items = list(doc.items())
+    rows = []
+    for key, task in items[:shown]:
+        wd = task["watchdog"]
+        runtime = wd["elapsed"] if wd["running"] else task["runtime"]
+        rows.append([
+            _short_id(key),
+            cut(task["name"], 40),
+            task["state"],
+            _health(task),
+            cut(task["worker"], 32),
+            ago(task["started"] or task["received"], now),
+            duration(runtime),
+            progress_bar(wd["processed"], wd["total"]),
+            cut(_detail(task, now), 70),
+        ])  # fmt: skip
+    text = _tasks_summary(doc) + "\n\n" + table(TASK_COLUMNS, rows)
+    if shown is not None and len(items) > shown:
+        text += f"\n… {len(items) - shown} more; use --limit N or filters to see them."
+    return text
+
+
+def _tasks_summary(doc: Mapping[str, Mapping[str, Any]]) -> str:
+    running = [t for t in doc.values() if t["watchdog"]["running"]]
+    problems = Counter(t["watchdog"]["health"] for t in running if t["watchdog"]["health"] != "ok")
+    parts = [f"{n} {h}" for h in PROBLEMS if (n := problems[h])]
+    line = f"{len(running)} running" + (f" ({', '.join(parts)})" if parts else "")
+    return line + f", {len(doc) - len(running)} finished"
+
+
+def task_text(task: Mapping[str, Any], now: float) -> str:
+    wd = task["watchdog"]
+
+    def when(ts: float | None) -> str | None:
+        return None if ts is None else f"{ago(ts, now)} ({timestamp(ts)})"
+
+    health = wd["health"] + (f": {wd['reason']}" if wd["reason"] else "")
+    step = wd["step"]
+    if step and wd["step_started"] is not None:
+        step += f" (for {duration(now - wd['step_started'])}"
+        step += f", timeout {duration(wd['step_timeout'])})" if wd["step_timeout"] else ")"
+    runtime = wd["elapsed"] if wd["running"] else task["runtime"]
+    ended = next(
+        (f"{k} {when(task[k])}" for k in ("succeeded", "failed", "revoked", "retried") if task[k]),
+        None,
+    )
+    pairs: list[tuple[str, object]] = [
+        ("Task", f"{task['uuid']}  {task['name']}"),
+        ("State", task["state"]),
+        ("Health", health),
+        ("Worker", _worker(task["worker"], wd["pid"])),
+        ("Queue", wd["queue"]),
+        ("Args", task["args"]),
+        ("Kwargs", task["kwargs"]),
+        ("Received", when(task["received"])),
+        ("Started", when(task["started"])),
+        ("Ended", ended),
+        ("Runtime", duration(runtime) if runtime is not None else None),
+        ("Heartbeat", when(wd["last_heartbeat"])),
+        ("Progress at", when(wd["last_progress"]) if wd["running"] else None),
+        ("Step", step),
+        ("Progress", progress_bar(wd["processed"], wd["total"])),
+        ("CPU", None if wd["cpu"] is None else duration(wd["cpu"])),
+        ("Deliveries", wd["deliveries"] or None),
+        ("Retries", task["retries"] or None),
+        ("ETA", task["eta"]),
+        ("Expires", task["expires"]),
+        ("Parent", task["parent_id"]),
+        ("Root", task["root_id"] if task["root_id"] != task["uuid"] else None),
+        ("Owner", wd["owner"]),
+        ("Runbook", wd["runbook"]),
+        ("Result", task["result"]),
+        ("Exception", task["exception"]),
+        ("Traceback", task["traceback"]),
+    ]
+    text = fields(pairs)
+    runs = wd.get("runs") or []
+    if len(runs) > 1:
+        rows = [
+            [r["worker"], r["pid"], r["health"], ago(r["started"], now),
+             progress_bar(r["processed"], r["total"]), cut(r["reason"], 60)]
+            for r in runs
+        ]  # fmt: skip
+        text += f"\n\nRunning {len(runs)} times at once:\n"
+        text += table(["WORKER", "PID", "HEALTH", "STARTED", "PROGRESS", "REASON"], rows)
+    return text
+
+
+def _worker(hostname: str | None, pid: int | None) -> str | None:
+    if hostname is None:
+        return None
+    return hostname + (f" (pid {pid})" if pid else "")
+
+
+def workers_text(doc: Mapping[str, Mapping[str, Any]], now: float) -> str:
+    if not doc:
+        return "No workers have reported in the last day (is a worker running with the watchdog?)."
+    rows, active = [], []
+    for host, w in doc.items():
+        wd = w["watchdog"]
+        rows.append([
+            host,
+            "online" if wd["online"] else "offline",
+            w["stats"]["pid"],
+            wd["pool"],
+            w["stats"]["pool"]["max-concurrency"],
+            len(w["active"]),
+            cut(", ".join(q["name"] for q in w["active_queues"]), 40) or NONE,
+            ago(wd["last_seen"], now),
+        ])  # fmt: skip
+        for a in w["active"]:
+            cpu = a["watchdog"]["cpu"]
+            active.append([
+                a["id"][:SHORT_ID], cut(a["name"], 40), host, a["worker_pid"],
+                ago(a["time_start"], now), NONE if cpu is None else duration(cpu),
+                cut(a["args"], 40),
+            ])  # fmt: skip
+    headers = ["WORKER", "STATUS", "PID", "POOL", "CONCURRENCY", "ACTIVE", "QUEUES", "LAST SEEN"]
+    text = table(headers, rows)
+    if active:
+        text += "\n\nActive tasks:\n" + table(
+            ["ID", "NAME", "WORKER", "PID", "STARTED", "CPU", "ARGS"], active
+        )
+    return text
+
+
+def status_text(doc: Mapping[str, Any], now: float) -> str:
+    workers = doc["workers"]
+    head = f"Workers: {workers['online']} online, {workers['offline']} offline"
+    if not doc["tasks"]:
+        return head + "\n\nNo tasks recorded yet."
+    rows = []
+    for name, s in doc["tasks"].items():
+        counts = s["health"]
+        other = ", ".join(
+            f"{n} {h}" for h in ("overtime", "lost", "poison", "duplicate") if (n := counts[h])
+        )
+        error = None
+        if s["last_error"]:
+            error = f"{ago(s['last_failure'], now)}: {s['last_error']}"
+        rows.append([
+            cut(name, 44), s["running"], counts["ok"], counts["slow"], counts["stuck"],
+            other or NONE, percent(s["success_rate_1h"]), percent(s["success_rate_24h"]),
+            duration(s["p95_runtime"]), ago(s["last_success"], now), cut(error, 60),
+        ])  # fmt: skip
+    headers = ["TASK", "RUNNING", "OK", "SLOW", "STUCK", "OTHER", "SUCCESS 1H", "SUCCESS 24H",
+               "P95", "LAST SUCCESS", "LAST ERROR"]  # fmt: skip
+    return head + "\n\n" + table(headers, rows)

@@ -1,0 +1,317 @@
+"""Flower-compatible documents built from the store, shared by the CLI and the HTTP server.
+
+Plain functions returning dicts: no printing, no click, no HTTP. Each document reads the one
+clock (``store.now()``, the Redis server's ``TIME``) once, unless the caller passes the ``now``
+it will also render with, and judges every run with the pure rules (:func:`.rules.health`).
+
+Shapes (DESIGN §2):
+
+- :func:`tasks_doc` -> Flower's ``/api/tasks``: ``{task_id: {uuid, name, state, ...,
+  "watchdog": {...}}}``. A task id running twice at once (a duplicate) appears once per run:
+  the first run under the task id, the others under ``"<task_id>#2"``, ``"#3"``…; every entry
+  keeps the real id in ``uuid``, so a Flower script that reads ``task["uuid"]`` still works.
+- :func:`task_doc` -> Flower's ``/api/task/info/<id>``, plus ``watchdog.runs`` (every run).
+- :func:`workers_doc` -> Flower's ``/api/workers``: ``{hostname: {stats, active,
+  active_queues, timestamp, watchdog}}``.
+- :func:`status_doc` -> ``{timestamp, workers: {online, offline}, tasks: {name: {...}}}``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import rules
+from .config import TaskPolicy
+from .records import ActiveRequest, NameStats, Run, Verdict, WorkerInfo
+
+if TYPE_CHECKING:
+    from .activation import Watchdog
+    from .store import Store
+
+#: Flower's task fields (``celery.events.state.Task._fields``), in Flower's order.
+TASK_FIELDS = (
+    "uuid", "name", "state", "received", "sent", "started", "rejected", "succeeded", "failed",
+    "retried", "revoked", "args", "kwargs", "eta", "expires", "retries", "worker", "result",
+    "exception", "timestamp", "runtime", "traceback", "exchange", "routing_key", "clock",
+    "client", "root", "root_id", "parent", "parent_id", "children",
+)  # fmt: skip
+HEALTHS = ("ok", "slow", "stuck", "overtime", "lost", "poison", "duplicate")
+FINISHED_SCAN = 1000  # finished runs read at most per document (newest first)
+
+
+class TaskLookupError(LookupError):
+    """A task id or prefix that names no task, or more than one."""
+
+    def __init__(self, message: str, candidates: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.message = message
+        self.candidates = list(candidates)
+
+
+@dataclass(frozen=True)
+class Judged:
+    """A run with its verdict and the facts the verdict was drawn from."""
+
+    run: Run
+    verdict: Verdict
+    policy: TaskPolicy
+    copies: int
+    cpu: float | None
+
+
+class _Scene:
+    """What one document knows about the cluster at one ``now``: workers, CPU, copies."""
+
+    def __init__(self, store: Store, wd: Watchdog, now: float | None) -> None:
+        self.wd = wd
+        self.now = store.now() if now is None else now
+        self.workers = store.workers()
+        self.alive = {w.hostname: w.online for w in self.workers}
+        self.cpu = {
+            (a.task_id, a.pid): a.cpu for w in self.workers for a in w.active if a.cpu is not None
+        }
+        self.copies: Counter[str] = Counter()
+
+    def policy(self, name: str) -> TaskPolicy:
+        # The task object carries decorator options (heartbeat_timeout=…); a bare name only
+        # gets policies and settings, so prefer the registered task when the app knows it.
+        task = self.wd.app.tasks.get(name) if name else None
+        return self.wd.policy(task if task is not None else name)
+
+    def judge(self, run: Run) -> Judged:
+        policy = self.policy(run.name)
+        copies = self.copies[run.task_id] if run.running else 1
+        # A worker we have no snapshot of cannot vouch for its runs: same as an expired one.
+        alive = self.alive.get(run.worker or "", False)
+        verdict = rules.health(run, policy, self.now, worker_alive=alive, copies=copies)
+        if not run.running and run.outcome == "lost" and verdict.health == "ok":
+            # The run ended because its process died (WorkerLostError): it was lost, not ok.
+            verdict = Verdict("lost", run.exception or "its worker process died while running it")
+        return Judged(run, verdict, policy, copies, self.cpu.get((run.task_id, run.pid)))
+
+
+def _judge_running(store: Store, scene: _Scene) -> list[Judged]:
+    running = store.running()
+    scene.copies.update(run.task_id for run in running)
+    return [scene.judge(run) for run in running]
+
+
+# -- tasks ---------------------------------------------------------------------------------
+
+
+def _timestamp(run: Run) -> float | None:
+    if not run.running and run.finished is not None:
+        return run.finished
+    stamps = [t for t in (run.last_heartbeat, run.started, run.received) if t is not None]
+    return max(stamps, default=None)
+
+
+def flower_task(judged: Judged, now: float) -> dict[str, Any]:
+    """One run as Flower's ``Task.as_dict()`` plus our ``watchdog`` object."""
+    run, verdict, policy = judged.run, judged.verdict, judged.policy
+    doc: dict[str, Any] = dict.fromkeys(TASK_FIELDS)
+    doc.update(
+        uuid=run.task_id, name=run.name, state=run.state, received=run.received,
+        started=run.started, args=run.args, kwargs=run.kwargs, eta=run.eta, expires=run.expires,
+        retries=run.retries, worker=run.worker, result=run.result, exception=run.exception,
+        timestamp=_timestamp(run), runtime=run.runtime, traceback=run.traceback,
+        routing_key=run.queue, root=run.root_id, root_id=run.root_id, parent=run.parent_id,
+        parent_id=run.parent_id, children=[],
+        **{key: run.times.get(key) for key in ("succeeded", "failed", "retried", "revoked")},
+    )  # fmt: skip
+    elapsed = now - run.started if run.running and run.started is not None else None
+    doc["watchdog"] = {
+        "health": verdict.health, "reason": verdict.reason,
+        "last_heartbeat": run.last_heartbeat, "last_progress": run.last_progress,
+        "step": run.step, "step_started": run.step_started, "step_timeout": run.step_timeout,
+        "processed": run.processed, "total": run.total, "details": dict(run.details),
+        "deliveries": run.deliveries, "pid": run.pid, "cpu": judged.cpu,
+        "watched": run.watched, "running": run.running, "elapsed": elapsed,
+        "deadline": run.deadline, "copies": judged.copies, "queue": run.queue,
+        "outcome": run.outcome, "owner": policy.owner, "runbook": policy.runbook,
+    }  # fmt: skip
+    return doc
+
+
+def _matches(value: str | None, wanted: str | None) -> bool:
+    """Exact, case-sensitive like Flower; a glob (``reports.*``) or comma list also works."""
+    if wanted is None or wanted in ("", "All"):
+        return True
+    return any(fnmatch.fnmatchcase(value or "", pattern.strip()) for pattern in wanted.split(","))
+
+
+def _one_of(value: str, wanted: str | None) -> bool:
+    if wanted is None or wanted in ("", "All"):
+        return True
+    return value.lower() in {w.strip().lower() for w in wanted.split(",")}
+
+
+def tasks_doc(
+    store: Store, wd: Watchdog, *, state: str | None = None, taskname: str | None = None,
+    workername: str | None = None, limit: int | None = None, health: str | None = None,
+    now: float | None = None,
+) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """Running runs (most overdue first), then recently finished ones (newest first)."""
+    scene = _Scene(store, wd, now)
+    running = _judge_running(store, scene)
+    finished = [
+        scene.judge(run)
+        for run in store.finished(limit=FINISHED_SCAN)
+        if run.task_id not in scene.copies  # it runs again now: its running entry tells more
+    ]
+    out: dict[str, dict[str, Any]] = {}
+    seen: Counter[str] = Counter()
+    for judged in [*running, *finished]:
+        run = judged.run
+        if not (
+            _one_of(run.state, state)
+            and _matches(run.name, taskname)
+            and _matches(run.worker, workername)
+            and _one_of(judged.verdict.health, health)
+        ):
+            continue
+        seen[run.task_id] += 1
+        n = seen[run.task_id]
+        out[run.task_id if n == 1 else f"{run.task_id}#{n}"] = flower_task(judged, scene.now)
+        if limit is not None and len(out) >= limit:
+            break
+    return out
+
+
+def resolve_task_id(store: Store, task_id_or_prefix: str, retention: float) -> str:
+    """The full task id for an id or a unique prefix, or :class:`TaskLookupError`."""
+    wanted = task_id_or_prefix.strip()
+    if not wanted:
+        raise TaskLookupError("a task id (or a unique prefix of one) is required")
+    if store.task(wanted):
+        return wanted
+    found = sorted(store.find_task_ids(wanted, limit=10))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise TaskLookupError(
+            f"no task with id or prefix {wanted!r} (unknown, or finished more than "
+            f"watchdog_retention={retention:g} s ago)"
+        )
+    shown = ", ".join(found[:5]) + (", …" if len(found) > 5 else "")
+    raise TaskLookupError(
+        f"task id prefix {wanted!r} is ambiguous: it matches {shown}; give more characters",
+        found,
+    )
+
+
+def task_doc(
+    store: Store, wd: Watchdog, task_id_or_prefix: str, *, now: float | None = None
+) -> dict[str, Any]:
+    """Flower's ``/api/task/info/<id>``; ``watchdog.runs`` lists every run of a duplicate."""
+    task_id = resolve_task_id(store, task_id_or_prefix, wd.settings.retention)
+    scene = _Scene(store, wd, now)
+    runs = store.task(task_id)
+    scene.copies.update(run.task_id for run in runs if run.running)
+    judged = [scene.judge(run) for run in runs]
+    if not judged:  # expired between the lookup and the read
+        raise TaskLookupError(f"task {task_id!r} is no longer recorded")
+    worst = max(judged, key=lambda j: _severity(j.verdict.health))
+    doc = flower_task(worst, scene.now)
+    doc["watchdog"]["runs"] = [_run_summary(j, scene.now) for j in judged]
+    return doc
+
+
+def _run_summary(judged: Judged, now: float) -> dict[str, Any]:
+    wd = flower_task(judged, now)["watchdog"]
+    keys = ("health", "reason", "pid", "cpu", "step", "processed", "total", "last_heartbeat",
+            "last_progress", "elapsed")  # fmt: skip
+    run = judged.run
+    return {"worker": run.worker, "state": run.state, "started": run.started} | {
+        key: wd[key] for key in keys
+    }
+
+
+def _severity(health: str) -> int:
+    order = ("ok", "slow", "duplicate", "overtime", "stuck", "poison", "lost")
+    return order.index(health) if health in order else 0
+
+
+# -- workers -------------------------------------------------------------------------------
+
+
+def _active_entry(a: ActiveRequest, hostname: str) -> dict[str, Any]:
+    """An entry of Celery's ``inspect().active()``, as the worker's snapshot saw it."""
+    return {
+        "id": a.task_id, "name": a.name, "args": a.args, "kwargs": a.kwargs, "type": a.name,
+        "hostname": hostname, "time_start": a.started, "acknowledged": None,
+        "delivery_info": None, "worker_pid": a.pid, "watchdog": {"cpu": a.cpu},
+    }  # fmt: skip
+
+
+def flower_worker(worker: WorkerInfo, now: float) -> dict[str, Any]:
+    """One worker as Flower's ``/api/workers`` entry (the parts a snapshot can fill)."""
+    return {
+        "stats": {
+            "pid": worker.pid,
+            "pool": {"max-concurrency": worker.concurrency, "processes": list(worker.processes)},
+            "sw_ver": worker.software.get("celery"),
+        },
+        "active": [_active_entry(a, worker.hostname) for a in worker.active],
+        "active_queues": [{"name": q, "routing_key": q} for q in worker.queues],
+        "timestamp": worker.last_seen,
+        "watchdog": {
+            "online": worker.online,
+            "last_seen": worker.last_seen,
+            "age": max(0.0, now - worker.last_seen),
+            "pool": worker.pool,
+            "software": dict(worker.software),
+            **dict(worker.watchdog),
+        },
+    }
+
+
+def workers_doc(store: Store, *, now: float | None = None) -> dict[str, dict[str, Any]]:
+    """Every worker seen in the last day, newest report first; ``watchdog.online`` says alive."""
+    now = store.now() if now is None else now
+    return {w.hostname: flower_worker(w, now) for w in store.workers()}
+
+
+# -- status --------------------------------------------------------------------------------
+
+
+def _name_summary(
+    name: str, judged: Sequence[Judged], stats: NameStats | None, policy: TaskPolicy
+) -> dict[str, Any]:
+    counts = dict.fromkeys(HEALTHS, 0)
+    for j in judged:
+        counts[j.verdict.health] = counts.get(j.verdict.health, 0) + 1
+    stats = stats or NameStats(name, {}, {}, (), None, None, None)
+    return {
+        "name": name, "running": len(judged), "health": counts,
+        "success_rate_1h": NameStats.success_rate(stats.last_hour),
+        "success_rate_24h": NameStats.success_rate(stats.last_day),
+        "counts_1h": dict(stats.last_hour), "counts_24h": dict(stats.last_day),
+        "p50_runtime": stats.percentile(0.5), "p95_runtime": stats.percentile(0.95),
+        "last_success": stats.last_success, "last_failure": stats.last_failure,
+        "last_error": stats.last_error, "owner": policy.owner,
+    }  # fmt: skip
+
+
+def status_doc(store: Store, wd: Watchdog, *, now: float | None = None) -> dict[str, Any]:
+    """Per task name: running runs by health, success rates, p95 runtime, last outcomes."""
+    scene = _Scene(store, wd, now)
+    running = _judge_running(store, scene)
+    names = sorted({*store.task_names(), *(j.run.name for j in running)} - {""})
+    stats = store.name_stats(names, scene.now)
+    by_name: dict[str, list[Judged]] = {}
+    for j in running:
+        by_name.setdefault(j.run.name, []).append(j)
+    online = sum(1 for w in scene.workers if w.online)
+    return {
+        "timestamp": scene.now,
+        "workers": {"online": online, "offline": len(scene.workers) - online},
+        "tasks": {
+            name: _name_summary(name, by_name.get(name, ()), stats.get(name), scene.policy(name))
+            for name in names
+        },
+    }
