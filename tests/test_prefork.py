@@ -175,3 +175,31 @@ def test_a_bad_setting_stops_worker_start_up_naming_the_setting(
     with pytest.raises(RuntimeError) as err:
         worker.start(timeout=20)
     assert named in str(err.value)
+
+
+def test_a_visibility_timeout_redelivery_while_running_shows_both_runs(redis_url: str) -> None:
+    # celery#5935: with acks_late on Redis, an unacked message past visibility_timeout is
+    # restored (here by a second worker starting) and runs again while the first run goes on.
+    conf = {
+        "task_acks_late": True,
+        "broker_transport_options": {"visibility_timeout": 2},
+        "worker_prefetch_multiplier": 1,
+    }
+    with PreforkWorker(redis_url, conf=conf) as first:
+        store = store_of(first)
+        result = first.task("sleep").delay(20)
+        running_pid(store, result.id)
+        time.sleep(2.5)
+        second = PreforkWorker(redis_url, prefix=first.prefix, conf=conf)
+        second.name = f"second-{first.name}"
+        with second:
+            runs = wait_for(lambda: len(store.task(result.id)) == 2 and store.task(result.id),
+                            timeout=20, what="two runs of one task id")  # fmt: skip
+            assert len({r.run_key for r in runs}) == 2  # whichever worker took the copy
+            from celery_watchdog.rules import health
+
+            wd = install(first.app)
+            assert wd is not None
+            verdicts = {health(r, wd.policy(r.name), store.now(), copies=2).health for r in runs}
+            assert verdicts == {"duplicate"}
+            first.app.control.revoke(result.id, terminate=True, signal="SIGKILL")
