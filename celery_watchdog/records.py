@@ -151,6 +151,8 @@ class WorkerInfo:
     queues: Sequence[str] = ()
     active: Sequence[ActiveRequest] = ()
     processes: Sequence[int] = ()
+    registered: Sequence[str] = ()
+    totals: Mapping[str, int] = field(default_factory=dict)
     software: Mapping[str, str] = field(default_factory=dict)
     watchdog: Mapping[str, Any] = field(default_factory=dict)
 
@@ -187,6 +189,8 @@ class WorkerInfo:
             queues=tuple(data.get("queues", ())),
             active=tuple(active),
             processes=tuple(data.get("processes", ())),
+            registered=tuple(data.get("registered", ())),
+            totals=data.get("total", {}),
             software=data.get("software", {}),
             watchdog=data.get("watchdog", {}),
         )

@@ -26,6 +26,9 @@ def _ago(seconds: float) -> str:
 def lost(run: Run, policy: TaskPolicy, now: float, worker_alive: bool) -> Verdict | None:
     if run.running and not worker_alive:
         return Verdict("lost", f"its worker {run.worker} stopped reporting")
+    if not run.running and run.outcome == "lost":
+        # It ended because its process died (WorkerLostError, SIGKILL, OOM): lost, not ok.
+        return Verdict("lost", run.exception or "its worker process died while running it")
     return None
 
 

@@ -88,9 +88,6 @@ class _Scene:
         # A worker we have no snapshot of cannot vouch for its runs: same as an expired one.
         alive = self.alive.get(run.worker or "", False)
         verdict = rules.health(run, policy, self.now, worker_alive=alive, copies=copies)
-        if not run.running and run.outcome == "lost" and verdict.health == "ok":
-            # The run ended because its process died (WorkerLostError): it was lost, not ok.
-            verdict = Verdict("lost", run.exception or "its worker process died while running it")
         return Judged(run, verdict, policy, copies, self.cpu.get((run.task_id, run.pid)))
 
 
@@ -255,7 +252,9 @@ def flower_worker(worker: WorkerInfo, now: float) -> dict[str, Any]:
             "pid": worker.pid,
             "pool": {"max-concurrency": worker.concurrency, "processes": list(worker.processes)},
             "sw_ver": worker.software.get("celery"),
+            "total": dict(worker.totals),
         },
+        "registered": list(worker.registered),
         "active": [_active_entry(a, worker.hostname) for a in worker.active],
         "active_queues": [{"name": q, "routing_key": q} for q in worker.queues],
         "timestamp": worker.last_seen,

@@ -188,6 +188,9 @@ class Reporter:
             "queues": sorted(self._queues()),
             "processes": self._processes(),
             "active": active,
+            # Flower's stats.total and registered: counts per task name since worker start.
+            "total": dict(worker_state.total_count),
+            "registered": sorted(n for n in self.worker.app.tasks if not n.startswith("celery.")),
             "software": {"celery": celery.__version__, "python": _python()},
             "watchdog": {"dropped": recorder.dropped, "errors": recorder.errors},
         }

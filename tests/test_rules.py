@@ -73,3 +73,10 @@ def test_a_message_delivered_more_than_max_deliveries_is_poison() -> None:
 def test_a_finished_run_is_ok_whatever_its_age() -> None:
     done = Run(task_id="t1", name="n", state="SUCCESS", started=1.0, finished=2.0)
     assert health(done, POLICY, now=1e9, worker_alive=False).health == "ok"
+
+
+def test_a_run_that_ended_because_its_process_died_stays_lost() -> None:
+    done = Run(task_id="t1", name="n", state="FAILURE", finished=2.0, outcome="lost",
+               exception="WorkerLostError: child process 7 died")  # fmt: skip
+    verdict = health(done, POLICY, now=1e9)
+    assert verdict.health == "lost" and "child process 7" in verdict.reason
