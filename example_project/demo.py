@@ -26,6 +26,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 REFRESH_SECONDS = 3.0
 STOP_TIMEOUT = 10.0
 
+_stop_requested = False  # set by the signal handler; see _interrupt()
+
 
 def say(text: str = "") -> None:
     print(text, flush=True)
@@ -88,14 +90,17 @@ def stop_process(name: str, proc: subprocess.Popen[bytes]) -> None:
     say(f"[demo] {name} stopped (exit code {proc.returncode})")
 
 
-def enqueue_mix() -> None:
+def enqueue_mix() -> list[Any]:
+    """Send the mix of tasks; return their AsyncResults, which the caller keeps (see run())."""
     # Imported here: the app reads REDIS_URL at import time, which run() has just set.
     from example_project import tasks
 
+    results: list[Any] = []
+
     def send(task: Any, **kwargs: Any) -> None:
-        result = task.apply_async(kwargs=kwargs)
+        results.append(task.apply_async(kwargs=kwargs))
         shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-        say(f"[demo] enqueued {task.name.rsplit('.', 1)[-1]}({shown}) -> {result.id}")
+        say(f"[demo] enqueued {task.name.rsplit('.', 1)[-1]}({shown}) -> {results[-1].id}")
 
     # Healthy work first: with 4 children and 3 tasks that hang, order decides what runs.
     for user_id in (1, 2, 3):
@@ -107,6 +112,7 @@ def enqueue_mix() -> None:
     send(tasks.sync_vendor, account_id=42)
     send(tasks.reindex, account_id=42)
     send(tasks.crunch_numbers)
+    return results
 
 
 def show(title: str, args: list[str], env: dict[str, str]) -> None:
@@ -132,7 +138,7 @@ def wait_for_worker(worker: subprocess.Popen[bytes], log_dir: Path, timeout: flo
     from example_project.celery import app
 
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and worker.poll() is None:
+    while time.monotonic() < deadline and worker.poll() is None and not _stop_requested:
         if app.control.ping(timeout=1.0, limit=1):
             return True
     tail = (log_dir / "worker.log").read_text(errors="replace").splitlines()[-20:]
@@ -141,18 +147,31 @@ def wait_for_worker(worker: subprocess.Popen[bytes], log_dir: Path, timeout: flo
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
-    # SIGTERM/SIGHUP take the same clean way out as Ctrl-C. SIGINT is set explicitly too: a
-    # parent that ignores SIGINT (a background job, nohup) would otherwise make Ctrl-C a no-op.
+    # SIGTERM/SIGHUP take the same way out as Ctrl-C. SIGINT is set explicitly too: a parent
+    # that ignores SIGINT (a background job, nohup) would otherwise make Ctrl-C a no-op.
+    # The flag is what counts: a KeyboardInterrupt raised while Python runs a __del__ (Celery's
+    # AsyncResult.__del__ talks to Redis) is printed and swallowed, so the loop checks the flag.
+    global _stop_requested
+    _stop_requested = True
     raise KeyboardInterrupt
 
 
+def _sleep(seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not _stop_requested and (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(0.1, left))
+
+
 def run(duration: float | None = None, redis_url: str | None = None) -> int:
+    global _stop_requested
+    _stop_requested = False
     started = time.monotonic()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
     log_dir = Path(tempfile.mkdtemp(prefix="watchdog-demo-"))
     redis_server: RedisServer | None = None
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+    results: list[Any] = []
     try:
         redis_url = redis_url or os.environ.get("REDIS_URL")
         if not redis_url:
@@ -169,22 +188,26 @@ def run(duration: float | None = None, redis_url: str | None = None) -> int:
         beat_args = ["beat", "-l", "INFO", "-s", schedule]
         procs.append(("beat", start_celery("beat", beat_args, env, log_dir)))
         if not wait_for_worker(procs[0][1], log_dir):
-            return 1
-        enqueue_mix()
-        while duration is None or time.monotonic() - started < duration:
+            return 0 if _stop_requested else 1
+        results = enqueue_mix()
+        while not _stop_requested and (duration is None or time.monotonic() - started < duration):
             if sys.stdout.isatty():
                 say("\033[2J\033[H")  # clear the screen: a live view, not a scrolling log
             say(f"[demo] {time.monotonic() - started:.0f}s — Ctrl-C stops the demo")
             show("watchdog status", ["watchdog", "status"], env)
             show("watchdog tasks", ["watchdog", "tasks"], env)
             left = REFRESH_SECONDS if duration is None else duration - (time.monotonic() - started)
-            time.sleep(max(0.0, min(REFRESH_SECONDS, left)))
+            _sleep(min(REFRESH_SECONDS, left))
     except KeyboardInterrupt:
-        say("\n[demo] interrupted")
+        pass
     finally:
         # A second Ctrl-C must not cut the clean-up short and leave processes behind.
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, signal.SIG_IGN)
+        if _stop_requested:
+            say("\n[demo] interrupted")
+        # Dropping the results unsubscribes them from Redis: do it while Redis still runs.
+        results.clear()
         say("[demo] stopping beat, worker and Redis ...")
         for name, proc in reversed(procs):
             stop_process(name, proc)

@@ -38,7 +38,8 @@ def leftovers(redis_url: str) -> list[psutil.Process]:
                 continue
             cmdline = " ".join(proc.info["cmdline"] or [])
             is_celery = "celery" in cmdline and proc.environ().get("REDIS_URL") == redis_url
-            is_redis = "redis-server" in cmdline and f"--port {port}" in cmdline
+            # redis-server rewrites its title to "redis-server 127.0.0.1:PORT".
+            is_redis = "redis-server" in cmdline and f"127.0.0.1:{port}" in cmdline
             if is_celery or is_redis:
                 found.append(proc)
         except psutil.Error:
