@@ -9,6 +9,7 @@ A request that vanished from the active set while its child died without recordi
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import threading
@@ -20,6 +21,7 @@ from celery import bootsteps
 from celery.worker import state as worker_state
 
 from . import activation
+from .store import RUNNING_TTL
 
 logger = logging.getLogger("celery_watchdog")
 _CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -63,6 +65,7 @@ class Reporter:
         self.interval = wd.settings.snapshot_interval
         self._seen: dict[tuple[str, int | None], tuple[str, float]] = {}
         self._children: set[int] = set()
+        self._saved: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -90,9 +93,27 @@ class Reporter:
 
     def report(self) -> None:
         requests = list(worker_state.active_requests)
+        self._save_messages(requests)
         self._record_vanished(requests)
         self._reap_dead_children()
         self._write(online=True, requests=requests)
+
+    def _save_messages(self, requests: list[Any]) -> None:
+        """Keep the original message of runs active for a whole interval (replay needs it).
+
+        Short runs never pay for this; a run that is stuck or lost later is long by then.
+        """
+        keep = {}
+        for r in requests:
+            key = (r.id, r.worker_pid)
+            if key in self._seen and r.id not in self._saved:
+                doc = original_message(r)
+                if doc is not None:
+                    keep[r.id] = doc
+        if keep:
+            self.wd.recorder.store.save_messages(keep, ttl=RUNNING_TTL)
+            self._saved.update(keep)
+        self._saved &= {r.id for r in requests}
 
     def _reap_dead_children(self) -> None:
         """A SIGKILLed child takes its unflushed buffer along: settle its runs left open."""
@@ -211,6 +232,29 @@ class Reporter:
             return list(self.worker.pool.info.get("processes", []))
         except Exception:
             return []
+
+
+def original_message(request: Any) -> dict[str, Any] | None:
+    """What a replay needs to publish the same task again: body as sent, headers, route."""
+    try:
+        body = request.body
+        if isinstance(body, str):
+            body = body.encode()
+        delivery = request.delivery_info or {}
+        return {
+            "task": request.task_name if hasattr(request, "task_name") else request.name,
+            "id": request.id,
+            "body": base64.b64encode(body).decode() if isinstance(body, bytes) else None,
+            "content_type": request.content_type,
+            "content_encoding": request.content_encoding,
+            "headers": dict(request.request_dict),
+            "exchange": delivery.get("exchange"),
+            "routing_key": delivery.get("routing_key"),
+            "priority": delivery.get("priority"),
+        }
+    except Exception:  # an odd message must not stop the snapshot
+        logger.debug("celery_watchdog: cannot keep message of %s", request.id, exc_info=True)
+        return None
 
 
 def _died(pid: int) -> str:

@@ -17,6 +17,7 @@
 --   {p}:s1h:{name}:{bucket} HASH outcome counts per hour         TTL 25 hours
 --   {p}:rt:{name}          LIST  last 1000 runtimes (ms)         TTL 7 days, capped
 --   {p}:cancel:{id}        STRING cancel flag (read only here)
+--   {p}:msg:{id}           STRING original message of a long run (deleted when its runs end)
 -- Returns: list of task ids in "live" whose cancel flag is set.
 -- Every timestamp is the Redis server clock minus the event's age (seconds, measured with the
 -- recording process's monotonic clock), so hosts never compare their own clocks.
@@ -163,6 +164,7 @@ for _, e in ipairs(batch.events) do
       -- Another run of this id is still going (a redelivery, a duplicate): the task document
       -- shows that one; this end only counts.
       if redis.call('SCARD', p .. ':runs:' .. e.id) == 0 then
+        redis.call('DEL', p .. ':msg:' .. e.id)
         local fields = {name = e.name, state = e.state, worker = e.worker, uuid = e.id,
                         runtime = runtime, exception = e.exception, traceback = e.traceback,
                         result = e.result, ended = mark, outcome = e.outcome,

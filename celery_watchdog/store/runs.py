@@ -1,8 +1,8 @@
-"""The only module that knows Redis key names and Lua scripts.
+"""Runs, tasks, workers and per-name statistics: the recorder's and the views' keys.
 
 Writers (the recorder, the worker bootstep) send one script call per batch; readers (views,
-the CLI, later the monitor) get plain records back. Every key has a TTL or a cap; the maps of
-keys live at the top of each ``lua/*.lua`` file.
+the CLI, the monitor) get plain records back. The key maps live at the top of each
+``lua/*.lua`` file.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 
 import redis
 
-from .records import NameStats, Run, WorkerInfo
+from ..records import NameStats, Run, WorkerInfo
 
-_LUA = Path(__file__).with_name("lua")
+_LUA = Path(__file__).resolve().parent.parent / "lua"
 RUNNING_TTL = 7 * 86400  # a run's keys outlive any sane task; the snapshot keeps them alive
 NAMES_MAX = 5000  # task names tracked at most (each has a handful of small keys)
 
@@ -41,7 +41,10 @@ class Limits:
     max_finished: int
 
 
-class Store:
+class RunStore:
+    p: str
+    r: Any
+
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         # Typed loosely: redis-py's stubs cannot express decode_responses=True (str replies).
         self.r: Any = client
@@ -108,7 +111,7 @@ class Store:
     def open_runs_of(self, hostname: str, pid: int) -> list[tuple[str, str]]:
         """(task id, name) of runs still open for one child process (its buffer may be lost)."""
         found = []
-        match = f"*|{_glob_escape(hostname)}|{pid}"
+        match = f"*|{glob_escape(hostname)}|{pid}"
         for runkey, _ in self.r.zscan_iter(f"{self.p}:running", match=match):
             name = self.r.hget(f"{self.p}:run:{runkey}", "name")
             found.append((runkey.split("|", 1)[0], name or ""))
@@ -144,7 +147,7 @@ class Store:
         """Task ids starting with ``prefix`` (a unique prefix is enough, as with git hashes)."""
         found: list[str] = []
         start = len(self.p) + len(":task:")
-        for key in self.r.scan_iter(match=f"{self.p}:task:{_glob_escape(prefix)}*", count=1000):
+        for key in self.r.scan_iter(match=f"{self.p}:task:{glob_escape(prefix)}*", count=1000):
             found.append(key[start:])
             if len(found) >= limit:
                 break
@@ -187,5 +190,5 @@ class Store:
         return int(self.r.info("memory")["used_memory"])
 
 
-def _glob_escape(text: str) -> str:
+def glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)

@@ -1,0 +1,17 @@
+"""The only package that knows Redis key names and Lua scripts.
+
+Every key lives under ``watchdog_key_prefix`` and has a TTL or a cap. :class:`Store` is one
+object for callers, assembled from one small class per concern.
+"""
+
+from __future__ import annotations
+
+from .dlq import DeadLetterStore
+from .runs import NAMES_MAX, RUNNING_TTL, Limits, RunStore, connect
+
+
+class Store(DeadLetterStore, RunStore):
+    """Runs, workers and statistics (:class:`RunStore`), dead letters (:class:`DeadLetterStore`)."""
+
+
+__all__ = ["NAMES_MAX", "RUNNING_TTL", "Limits", "Store", "connect"]

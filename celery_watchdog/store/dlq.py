@@ -1,0 +1,127 @@
+"""Original messages of long runs, and the dead-letter queue.
+
+Keys ({p} = prefix):
+  {p}:msg:{id}    STRING JSON original message (body base64, content type/encoding, headers,
+                  delivery info), saved by a worker's main process for runs still active after
+                  one snapshot interval; TTL RUNNING_TTL, deleted when the run ends.
+  {p}:dlq         ZSET   task id -> dead-lettered at; capped at DLQ_MAX (oldest dropped).
+  {p}:dlq:{id}    HASH   one entry: plain string fields, JSON for "message" and "audit";
+                  TTL dlq_retention.
+  {p}:dlqlock:{id} STRING a replay in progress (SET NX, short TTL): one replayer at a time.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .runs import glob_escape
+
+DLQ_MAX = 10000
+DLQ_RETENTION = 14 * 86400
+_JSON_FIELDS = ("message", "audit")
+
+
+class DeadLetterStore:
+    p: str
+    r: Any
+
+    # -- original messages ----------------------------------------------------------------
+
+    def save_messages(self, messages: dict[str, dict[str, Any]], ttl: int) -> None:
+        """Keep the original message of each run (first writer wins; one round trip)."""
+        if not messages:
+            return
+        pipe = self.r.pipeline(transaction=False)
+        for task_id, doc in messages.items():
+            pipe.set(f"{self.p}:msg:{task_id}", json.dumps(doc, default=str), nx=True, ex=ttl)
+        pipe.execute()
+
+    def message(self, task_id: str) -> dict[str, Any] | None:
+        raw = self.r.get(f"{self.p}:msg:{task_id}")
+        return json.loads(raw) if raw else None
+
+    # -- dead-letter entries --------------------------------------------------------------
+
+    def dlq_add(self, entry: dict[str, Any], retention: int = DLQ_RETENTION) -> None:
+        """Store one entry keyed by its task id (``entry["id"]``); the oldest beyond DLQ_MAX go."""
+        task_id = entry["id"]
+        key = f"{self.p}:dlq:{task_id}"
+        fields = {
+            k: json.dumps(v, default=str) if k in _JSON_FIELDS else str(v)
+            for k, v in entry.items()
+            if v is not None
+        }
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(key)
+        pipe.hset(key, mapping=fields)
+        pipe.expire(key, retention)
+        pipe.zadd(f"{self.p}:dlq", {task_id: float(entry.get("dead_lettered_at") or 0)})
+        pipe.execute()
+        excess = self.r.zcard(f"{self.p}:dlq") - DLQ_MAX
+        if excess > 0:
+            old = self.r.zrange(f"{self.p}:dlq", 0, excess - 1)
+            self.dlq_delete(*old)
+
+    def dlq_ids(self, offset: int = 0, limit: int = 100) -> list[str]:
+        """Entry ids, newest first (entries whose hash expired are dropped from the index)."""
+        ids = list(self.r.zrevrange(f"{self.p}:dlq", offset, offset + limit - 1))
+        pipe = self.r.pipeline(transaction=False)
+        for task_id in ids:
+            pipe.exists(f"{self.p}:dlq:{task_id}")
+        alive = pipe.execute()
+        gone = [i for i, ok in zip(ids, alive, strict=True) if not ok]
+        if gone:
+            self.r.zrem(f"{self.p}:dlq", *gone)
+        return [i for i, ok in zip(ids, alive, strict=True) if ok]
+
+    def dlq_count(self) -> int:
+        return int(self.r.zcard(f"{self.p}:dlq"))
+
+    def dlq_get(self, task_id: str) -> dict[str, Any] | None:
+        doc = self.r.hgetall(f"{self.p}:dlq:{task_id}")
+        if not doc:
+            return None
+        for k in _JSON_FIELDS:
+            if k in doc:
+                doc[k] = json.loads(doc[k])
+        return dict(doc)
+
+    def dlq_find(self, prefix: str, limit: int = 10) -> list[str]:
+        """Entry ids starting with ``prefix`` (a unique prefix is enough)."""
+        found = []
+        for task_id, _ in self.r.zscan_iter(f"{self.p}:dlq", match=glob_escape(prefix) + "*"):
+            found.append(task_id)
+            if len(found) >= limit:
+                break
+        return found
+
+    def dlq_lock(self, task_id: str, ttl: int = 60) -> bool:
+        """Claim the right to replay one entry now (two replayers never publish it twice)."""
+        return bool(self.r.set(f"{self.p}:dlqlock:{task_id}", "1", nx=True, ex=ttl))
+
+    def dlq_unlock(self, task_id: str) -> None:
+        self.r.delete(f"{self.p}:dlqlock:{task_id}")
+
+    def dlq_update(self, task_id: str, **fields: Any) -> None:
+        """Set fields of an existing entry (e.g. ``state``, ``audit``); no-op if it is gone."""
+        key = f"{self.p}:dlq:{task_id}"
+        values = {
+            k: json.dumps(v, default=str) if k in _JSON_FIELDS else str(v)
+            for k, v in fields.items()
+        }
+        pipe = self.r.pipeline(transaction=True)
+        pipe.exists(key)
+        pipe.hset(key, mapping=values)
+        exists, _ = pipe.execute()
+        if not exists:  # HSET created it: undo, an expired entry stays expired
+            self.r.delete(key)
+
+    def dlq_delete(self, *task_ids: str) -> int:
+        if not task_ids:
+            return 0
+        pipe = self.r.pipeline(transaction=True)
+        pipe.zrem(f"{self.p}:dlq", *task_ids)
+        for task_id in task_ids:
+            pipe.delete(f"{self.p}:dlq:{task_id}")
+        return int(pipe.execute()[0])
