@@ -223,3 +223,7 @@ def workers(ctx: click.Context, as_json: bool) -> None:
     now = session.store.now()
     doc = views.workers_doc(session.store, now=now)
     echo_json(doc) if as_json else click.echo(render.workers_text(doc, now))
+
+
+# Command modules add their commands to the group above when imported (they import it).
+from . import cli_dlq, cli_monitor  # noqa: E402,F401
