@@ -45,6 +45,10 @@ def _bool(name: str, value: Any) -> bool:
     return value
 
 
+def _optional_bool(name: str, value: Any) -> bool | None:
+    return None if value is None else _bool(name, value)
+
+
 def _on_stuck(name: str, value: Any) -> str:
     if value not in ("revoke", "alert"):
         raise ConfigError(name, value, '"revoke" or "alert"')
@@ -177,6 +181,24 @@ class Settings:
     buffer_size: int = _spec(10000, _positive_int, "Events buffered per process before dropping.")
     snapshot_interval: float = _spec(5.0, _positive, "Seconds between worker snapshots.")
     preview_chars: int = _spec(200, _positive_int, "Longest args/kwargs preview shown to people.")
+    learned_soft_floor: float = _spec(
+        60.0, _positive, "A learned soft budget (2 x p99 runtime) is never below this."
+    )
+    learned_hard_floor: float = _spec(
+        300.0, _positive, "A learned hard budget (5 x p99 runtime) is never below this."
+    )
+    learn_min_runs: int = _spec(
+        30, _positive_int, "Runs of a task needed before budgets are learned."
+    )
+    terminate_grace: float = _spec(
+        10.0, _positive, "Seconds after SIGTERM before a still-running stuck child gets SIGKILL."
+    )
+    queue: str | None = _spec(
+        None, _optional_str, "Queue of the celery_watchdog.check beat task (None: default)."
+    )
+    task_events: bool | None = _spec(
+        None, _optional_bool, "Send verdicts as task-<kind> events for Flower (None: when -E)."
+    )
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, Any] | Any) -> Settings:

@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import rules
+from .config import TaskPolicy
 from .redact import Redactor
 from .store import Limits, Store
 
@@ -48,13 +50,18 @@ class RunHandle:
         "step_started",
         "step_timeout",
         "task_id",
-        "timeout",
+        "policy",
+        "thread_id",
+        "stack",
+        "stack_at",
         "total",
         "watched",
         "worker",
     )  # fmt: skip
 
-    def __init__(self, task_id: str, name: str, worker: str, watched: bool, timeout: float) -> None:
+    def __init__(
+        self, task_id: str, name: str, worker: str, watched: bool, policy: TaskPolicy
+    ) -> None:
         self.task_id = task_id
         self.name = name
         self.worker = worker
@@ -65,7 +72,10 @@ class RunHandle:
         if thread is not threading.main_thread():
             self.slot += f".{thread.ident}"
         self.watched = watched
-        self.timeout = timeout
+        self.policy = policy
+        self.thread_id = threading.get_ident()
+        self.stack: str | None = None  # JSON frames of the task's thread once it went quiet
+        self.stack_at: float | None = None
         self.started = monotonic()
         self.last_heartbeat: float | None = None
         self.last_progress = self.started
@@ -90,7 +100,7 @@ class RunHandle:
             "slot": self.slot,
             "watched": self.watched,
             "new": self.new,
-            "timeout": self.timeout,
+            "deadline_in": self.deadline() - now,
             "started_age": now - self.started,
             "hb_age": None if self.last_heartbeat is None else now - self.last_heartbeat,
             "progress_age": now - self.last_progress,
@@ -100,7 +110,20 @@ class RunHandle:
             "processed": self.processed,
             "total": self.total,
             "details": _json_details(self.details, redactor),
+            "stack": self.stack,
+            "stack_age": None if self.stack_at is None else now - self.stack_at,
         }
+
+    def deadline(self) -> float:
+        """When this run next becomes suspect, on this process's monotonic clock."""
+        return rules.deadline(
+            self.policy,
+            started=self.started,
+            last_progress=self.last_progress,
+            step_started=self.step_started,
+            step_timeout=self.step_timeout,
+            watched=self.watched,
+        )
 
 
 def _tail(text: str, limit: int) -> str:

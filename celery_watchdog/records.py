@@ -66,6 +66,7 @@ class Run:
     traceback: str | None = None
     result: str | None = None
     outcome: str | None = None
+    stack: str | None = None  # JSON frames of the task's thread, taken once it went quiet
     deadline: float | None = None
     times: Mapping[str, float] = field(default_factory=dict)
 
@@ -122,6 +123,7 @@ class Run:
             traceback=_s(task, "traceback") if not run else None,
             result=_s(task, "result") if not run else None,
             outcome=_s(task, "outcome") if not run else None,
+            stack=_s(run, "stack"),
             deadline=deadline,
             times=times,
         )
@@ -258,3 +260,40 @@ class Verdict:
 
     health: str  # ok | slow | stuck | overtime | lost | poison | duplicate
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What one monitor pass concluded about one run, and what it did about it."""
+
+    kind: str  # the verdict: stuck | slow | overtime | lost | poison | duplicate
+    reason: str
+    run: Run
+    action: str  # revoked | requeued | dead_lettered | none (what the system did)
+    detail: str = ""  # e.g. the new task id, why nothing was done
+    diagnosis: str | None = None  # where it waits, CPU busy or idle
+    new_task_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "reason": self.reason,
+            "action": self.action,
+            "detail": self.detail,
+            "diagnosis": self.diagnosis,
+            "new_task_id": self.new_task_id,
+            "task": {
+                "id": self.run.task_id,
+                "name": self.run.name,
+                "args": self.run.args,
+                "kwargs": self.run.kwargs,
+            },  # fmt: skip
+            "worker": self.run.worker,
+            "pid": self.run.pid,
+            "started_at": self.run.started,
+            "last_heartbeat_at": self.run.last_heartbeat,
+            "step": self.run.step,
+            "processed": self.run.processed,
+            "total": self.run.total,
+            "deliveries": self.run.deliveries,
+        }

@@ -6,7 +6,8 @@ use it so that what a person sees is what the monitor will act on.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 from .config import TaskPolicy
 from .records import Run, Verdict
@@ -98,10 +99,76 @@ _ORDERED: tuple[Callable[[Run, TaskPolicy, float], Verdict | None], ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Budgets:
+    """Runtime budgets learned from a task's history (seconds)."""
+
+    soft: float
+    hard: float
+
+
+def learn(
+    runtimes: Sequence[float], *, min_runs: int, soft_floor: float, hard_floor: float
+) -> Budgets | None:
+    """soft = 2 x p99, hard = 5 x p99 of sorted runtimes, never below the floors."""
+    if len(runtimes) < min_runs:
+        return None
+    p99 = runtimes[min(len(runtimes) - 1, round(0.99 * (len(runtimes) - 1)))]
+    return Budgets(soft=max(2 * p99, soft_floor), hard=max(5 * p99, hard_floor))
+
+
+def with_budgets(policy: TaskPolicy, learned: Budgets | None) -> TaskPolicy:
+    """Explicit budgets win; a task without them gets the learned ones."""
+    if learned is None:
+        return policy
+    return replace(
+        policy,
+        soft_timeout=policy.soft_timeout if policy.soft_timeout is not None else learned.soft,
+        hard_timeout=policy.hard_timeout if policy.hard_timeout is not None else learned.hard,
+    )
+
+
+def deadline(
+    policy: TaskPolicy,
+    *,
+    started: float,
+    last_progress: float | None,
+    step_started: float | None = None,
+    step_timeout: float | None = None,
+    watched: bool,
+    after: float | None = None,
+) -> float:
+    """When a run next becomes suspect: the earliest of its deadlines (later than ``after``).
+
+    With nothing left to wait for, the run is looked at again one heartbeat_timeout later
+    (a budget may have been learned meanwhile, its worker may have died).
+    """
+    candidates = []
+    if watched:
+        candidates.append((last_progress or started) + policy.heartbeat_timeout)
+    if step_timeout and step_started is not None:
+        candidates.append(step_started + step_timeout)
+    for budget in (policy.soft_timeout, policy.hard_timeout):
+        if budget is not None:
+            candidates.append(started + budget)
+    floor = -float("inf") if after is None else after
+    future = [c for c in candidates if c > floor]
+    if future:
+        return min(future)
+    return max(started, floor) + policy.heartbeat_timeout
+
+
 def health(
-    run: Run, policy: TaskPolicy, now: float, *, worker_alive: bool = True, copies: int = 1
+    run: Run,
+    policy: TaskPolicy,
+    now: float,
+    *,
+    worker_alive: bool = True,
+    copies: int = 1,
+    learned: Budgets | None = None,
 ) -> Verdict:
     """The one verdict a person sees for a run: the most serious rule that fires, else ok."""
+    policy = with_budgets(policy, learned)
     verdict = lost(run, policy, now, worker_alive)
     if verdict:
         return verdict

@@ -54,7 +54,7 @@ def _iso(value: Any) -> str | None:
 @_guarded
 def on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None:
     wd = for_app(getattr(request, "_app", None) or getattr(sender, "app", None))
-    if wd is None:
+    if wd is None or _ours(request.name):
         return
     headers = request.request_dict
     delivery = request.delivery_info or {}
@@ -77,10 +77,15 @@ def on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None:
     )
 
 
+def _ours(name: str | None) -> bool:
+    """The watchdog's own check task is not a run to watch (its passes are recorded apart)."""
+    return name is not None and name.startswith("celery_watchdog.")
+
+
 @_guarded
 def on_task_prerun(sender: Any = None, task_id: str = "", task: Any = None, **_: Any) -> None:
     wd = for_app(task.app)
-    if wd is None:
+    if wd is None or _ours(task.name):
         return
     from .task import WatchedTask
 
@@ -90,7 +95,7 @@ def on_task_prerun(sender: Any = None, task_id: str = "", task: Any = None, **_:
         task.name,
         wd.recorder.hostname or task.request.hostname or "unknown",
         isinstance(task, WatchedTask),
-        policy.heartbeat_timeout,
+        policy,
     )
     stack = getattr(_local, "stack", None)
     if stack is None:

@@ -18,6 +18,10 @@
 --   {p}:rt:{name}          LIST  last 1000 runtimes (ms)         TTL 7 days, capped
 --   {p}:cancel:{id}        STRING cancel flag (read only here)
 --   {p}:msg:{id}           STRING original message of a long run (deleted when its runs end)
+--   {p}:host:{worker}      SET   runkeys open on one worker       TTL running_ttl
+--   {p}:budgets            HASH  task name -> "soft,hard" learned by the monitor (read only)
+--   {p}:lost               ZSET  runkey -> ended-as-lost at; the monitor pops it (capped)
+--   {p}:lostinfo           HASH  runkey -> JSON facts of that lost run (removed with it)
 -- Returns: list of task ids in "live" whose cancel flag is set.
 -- Every timestamp is the Redis server clock minus the event's age (seconds, measured with the
 -- recording process's monotonic clock), so hosts never compare their own clocks.
@@ -88,9 +92,18 @@ for _, e in ipairs(batch.events) do
                     watched = e.watched, started = started, last_heartbeat = at(e.hb_age),
                     last_progress = progress, step = e.step, step_started = at(e.step_age),
                     step_timeout = e.step_timeout, processed = e.processed, total = e.total,
-                    details = e.details})
+                    details = e.details, stack = e.stack, stack_at = at(e.stack_age)})
     if e.step == cjson.null then redis.call('HDEL', rk, 'step', 'step_started', 'step_timeout') end
     redis.call('EXPIRE', rk, cfg.running_ttl)
+    -- The score is when this run next becomes suspect (the earliest of its deadlines, sent as
+    -- seconds from now); a budget learned from history by the monitor can bring it closer.
+    local deadline = now + e.deadline_in
+    local learned = redis.call('HGET', p .. ':budgets', e.name)
+    if learned and started then
+      local soft = tonumber(string.match(learned, '^([^,]+)'))
+      if soft and started + soft < deadline and started + soft > now then deadline = started + soft end
+    end
+    local duplicate = false
     if e.new then
       hset_given(tk, {name = e.name, state = 'STARTED', started = started, worker = e.worker,
                       uuid = e.id, args = e.args, kwargs = e.kwargs})
@@ -98,9 +111,19 @@ for _, e in ipairs(batch.events) do
                  'traceback', 'result', 'runtime')
       redis.call('SADD', p .. ':runs:' .. e.id, runkey)
       redis.call('EXPIRE', p .. ':runs:' .. e.id, cfg.running_ttl)
+      redis.call('SADD', p .. ':host:' .. e.worker, runkey)
+      redis.call('EXPIRE', p .. ':host:' .. e.worker, cfg.running_ttl)
+      -- The same id running twice at once (celery#5935): due now, for the monitor to judge.
+      duplicate = redis.call('SCARD', p .. ':runs:' .. e.id) > 1
     end
     redis.call('EXPIRE', tk, cfg.running_ttl)
-    redis.call('ZADD', p .. ':running', progress + e.timeout, runkey)
+    if duplicate then
+      for _, other in ipairs(redis.call('SMEMBERS', p .. ':runs:' .. e.id)) do
+        redis.call('ZADD', p .. ':running', now, other)
+      end
+    else
+      redis.call('ZADD', p .. ':running', deadline, runkey)
+    end
     names_seen[e.name] = now
   elseif e.kind == 'end' then
     -- Three sources end a run:
@@ -155,6 +178,16 @@ for _, e in ipairs(batch.events) do
         redis.call('DEL', p .. ':run:' .. rk)
         redis.call('ZREM', p .. ':running', rk)
         redis.call('SREM', p .. ':runs:' .. e.id, rk)
+        redis.call('SREM', p .. ':host:' .. e.worker, rk)
+      end
+      if e.outcome == 'lost' then
+        -- The monitor decides what to do about it (requeue, dead-letter, alert) exactly once.
+        local lk = runkeys[1] or (base .. (e.slot or e.pid))
+        redis.call('ZADD', p .. ':lost', ts, lk)
+        redis.call('HSET', p .. ':lostinfo', lk, cjson.encode({id = e.id, name = e.name,
+          worker = e.worker, pid = e.pid, reason = e.exception, at = ts,
+          step = e.step or last[1], processed = e.processed or last[2],
+          total = e.total or last[3]}))
       end
       local runtime = e.runtime
       if not given(runtime) then
@@ -198,6 +231,11 @@ local excess = redis.call('ZCARD', fk) - cfg.max_finished
 if excess > 0 then
   local ids = redis.call('ZRANGE', fk, 0, math.min(excess, 1000) - 1)
   drop(ids); redis.call('ZREM', fk, unpack(ids))
+end
+local lexcess = redis.call('ZCARD', p .. ':lost') - 10000
+if lexcess > 0 then
+  local gone = redis.call('ZRANGE', p .. ':lost', 0, lexcess - 1)
+  redis.call('ZREM', p .. ':lost', unpack(gone)); redis.call('HDEL', p .. ':lostinfo', unpack(gone))
 end
 local nexcess = redis.call('ZCARD', p .. ':names') - cfg.names_max
 if nexcess > 0 then redis.call('ZREMRANGEBYRANK', p .. ':names', 0, nexcess - 1) end

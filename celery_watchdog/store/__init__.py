@@ -7,11 +7,12 @@ object for callers, assembled from one small class per concern.
 from __future__ import annotations
 
 from .dlq import DeadLetterStore
+from .monitor import MonitorStore
 from .runs import NAMES_MAX, RUNNING_TTL, Limits, RunStore, connect
 
 
-class Store(DeadLetterStore, RunStore):
-    """Runs, workers and statistics (:class:`RunStore`), dead letters (:class:`DeadLetterStore`)."""
+class Store(MonitorStore, DeadLetterStore, RunStore):
+    """Runs, workers and statistics; dead letters; what the monitor reads and claims."""
 
 
 __all__ = ["NAMES_MAX", "RUNNING_TTL", "Limits", "Store", "connect"]
