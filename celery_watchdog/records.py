@@ -287,7 +287,7 @@ class Finding:
                 "name": self.run.name,
                 "args": self.run.args,
                 "kwargs": self.run.kwargs,
-            },  # fmt: skip
+            },
             "worker": self.run.worker,
             "pid": self.run.pid,
             "started_at": self.run.started,
