@@ -1,0 +1,1 @@
+"""Benchmarks of celery_watchdog's cost: ``python -m benchmarks.overhead --help``."""
