@@ -79,13 +79,20 @@ class DeadLetterStore:
         return int(self.r.zcard(f"{self.p}:dlq"))
 
     def dlq_get(self, task_id: str) -> dict[str, Any] | None:
-        doc = self.r.hgetall(f"{self.p}:dlq:{task_id}")
-        if not doc:
-            return None
-        for k in _JSON_FIELDS:
-            if k in doc:
-                doc[k] = json.loads(doc[k])
-        return dict(doc)
+        return self.dlq_get_many([task_id])[0]
+
+    def dlq_get_many(self, task_ids: list[str]) -> list[dict[str, Any] | None]:
+        """Entries in the order asked, None for those gone (one round trip)."""
+        pipe = self.r.pipeline(transaction=False)
+        for task_id in task_ids:
+            pipe.hgetall(f"{self.p}:dlq:{task_id}")
+        out: list[dict[str, Any] | None] = []
+        for doc in pipe.execute() if task_ids else []:
+            for k in _JSON_FIELDS:
+                if k in doc:
+                    doc[k] = json.loads(doc[k])
+            out.append(dict(doc) if doc else None)
+        return out
 
     def dlq_find(self, prefix: str, limit: int = 10) -> list[str]:
         """Entry ids starting with ``prefix`` (a unique prefix is enough)."""
