@@ -9,6 +9,7 @@ lookup.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 
@@ -21,6 +22,7 @@ from .store import Limits, Store, connect
 
 logger = logging.getLogger("celery_watchdog")
 
+CHECK_TASK = "celery_watchdog.check"
 _lock = threading.RLock()
 _runtimes: dict[int, Watchdog | None] = {}
 PACKAGE = "celery_watchdog"
@@ -48,11 +50,19 @@ class Watchdog:
             buffer_size=settings.buffer_size,
         )
         self._policies: dict[str, TaskPolicy] = {}
+        self._monitor_store: tuple[int, Store] | None = None
 
     def store(self) -> Store:
         """A store for readers (CLI, views): its own connection, not the flusher's."""
         assert self.settings.redis_url is not None
         return Store(connect(self.settings.redis_url), self.settings.key_prefix)
+
+    def monitor_store(self) -> Store:
+        """The store the check task reuses pass after pass (one per process)."""
+        pid = os.getpid()
+        if self._monitor_store is None or self._monitor_store[0] != pid:
+            self._monitor_store = (pid, self.store())
+        return self._monitor_store[1]
 
     def policy(self, task: Any) -> TaskPolicy:
         """Options for a task object (or a bare name): task option -> policy -> setting."""
@@ -94,11 +104,31 @@ def install(app: Celery) -> Watchdog | None:
 
         signals.connect()
         worker.add_bootstep(app)
+        _schedule_check(app, runtime)
         if app.finalized:
             runtime.validate_tasks()
         else:
             app.on_after_finalize.connect(lambda sender, **kw: runtime.validate_tasks(), weak=False)
     return runtime
+
+
+def _schedule_check(app: Celery, wd: Watchdog) -> None:
+    """Register ``celery_watchdog.check`` and put it in beat's schedule (unless the user did)."""
+
+    @app.task(name=CHECK_TASK, shared=False, ignore_result=True)
+    def check() -> dict[str, Any]:
+        from .monitor import run_pass
+
+        return run_pass(wd, wd.monitor_store()).as_dict()
+
+    interval = wd.settings.check_interval
+    # expires: a check that waited a whole interval in the queue is stale; the next one is due.
+    options: dict[str, Any] = {"expires": interval}
+    if wd.settings.queue:
+        options["queue"] = wd.settings.queue
+    schedule = dict(app.conf.beat_schedule or {})
+    schedule.setdefault(CHECK_TASK, {"task": CHECK_TASK, "schedule": interval, "options": options})
+    app.conf.beat_schedule = schedule
 
 
 def _lists_us(app: Celery) -> bool:

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import atexit
 import inspect
+import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable
+from threading import get_ident
 from typing import Any
 
-from . import rules
+from . import diagnosis, rules
 from .config import TaskPolicy
 from .redact import Redactor
 from .store import Limits, Store
@@ -37,6 +39,7 @@ class RunHandle:
         "cancelled",
         "details",
         "dirty",
+        "end",
         "error",
         "last_heartbeat",
         "last_progress",
@@ -45,6 +48,7 @@ class RunHandle:
         "pid",
         "policy",
         "processed",
+        "request",
         "slot",
         "stack",
         "stack_at",
@@ -52,6 +56,7 @@ class RunHandle:
         "step",
         "step_started",
         "step_timeout",
+        "task",
         "task_id",
         "thread_id",
         "total",
@@ -60,20 +65,28 @@ class RunHandle:
     )  # fmt: skip
 
     def __init__(
-        self, task_id: str, name: str, worker: str, watched: bool, policy: TaskPolicy
+        self,
+        task_id: str,
+        name: str,
+        worker: str,
+        watched: bool,
+        policy: TaskPolicy,
+        pid: int,
+        request: Any = None,
+        task: Any = None,
     ) -> None:
         self.task_id = task_id
         self.name = name
         self.worker = worker
-        self.pid = os.getpid()
+        self.pid = pid
+        self.thread_id = get_ident()
         # Runs are keyed by (task id, host, slot): a threads pool runs several in one process.
-        thread = threading.current_thread()
-        self.slot = str(self.pid)
-        if thread is not threading.main_thread():
-            self.slot += f".{thread.ident}"
+        self.slot = str(pid) if self.thread_id == _main_ident() else f"{pid}.{self.thread_id}"
         self.watched = watched
         self.policy = policy
-        self.thread_id = threading.get_ident()
+        self.request = request  # the task's Context: queue, eta, args… read at flush time
+        self.task = task
+        self.end: tuple[float, str, str, dict[str, str] | None, Any] | None = None
         self.stack: str | None = None  # JSON frames of the task's thread once it went quiet
         self.stack_at: float | None = None
         self.started = monotonic()
@@ -89,6 +102,23 @@ class RunHandle:
         self.new = True
         self.cancelled = False
         self.error: dict[str, str] | None = None  # set by task_failure/task_retry, read at end
+
+    def message_fields(self, params: list[str], redactor: Redactor) -> dict[str, Any]:
+        """What the first event of a run says about its message (previews redacted)."""
+        r = self.request
+        if r is None:
+            return {}
+        delivery = getattr(r, "delivery_info", None) or {}
+        return {
+            "queue": delivery.get("routing_key") or delivery.get("exchange"),
+            "eta": _iso(getattr(r, "eta", None)),
+            "expires": _iso(getattr(r, "expires", None)),
+            "retries": getattr(r, "retries", None),
+            "root_id": getattr(r, "root_id", None),
+            "parent_id": getattr(r, "parent_id", None),
+            "args": redactor.args(getattr(r, "args", None) or (), params),
+            "kwargs": redactor.kwargs(getattr(r, "kwargs", None) or {}),
+        }
 
     def as_event(self, now: float, redactor: Redactor) -> dict[str, Any]:
         return {
@@ -126,6 +156,19 @@ class RunHandle:
         )
 
 
+_main: list[int] = []
+
+
+def _main_ident() -> int:
+    if not _main:
+        _main.append(threading.main_thread().ident or 0)
+    return _main[0]
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
 def _tail(text: str, limit: int) -> str:
     """Keep the end of a traceback (where the error is), the start of a message."""
     if len(text) <= limit:
@@ -133,11 +176,16 @@ def _tail(text: str, limit: int) -> str:
     return "…" + text[-limit:] if "\n" in text else text[:limit] + "…"
 
 
+def _trim(event: dict[str, Any]) -> dict[str, Any]:
+    for key in ("exception", "traceback"):
+        if event.get(key) is not None:
+            event[key] = _tail(str(event[key]), 500 if key == "exception" else 4000)
+    return event
+
+
 def _json_details(details: dict[str, Any] | None, redactor: Redactor) -> str | None:
     if not details:
         return None
-    import json
-
     return json.dumps(redactor.mapping(details))
 
 
@@ -160,7 +208,7 @@ class Recorder:
     def _reset(self) -> None:
         # After fork the flusher thread, the lock holder and the Redis socket belong to the
         # parent: start from scratch (the parent flushes what it had buffered).
-        self._pid = os.getpid()
+        self.pid = os.getpid()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._events: list[dict[str, Any]] = []
@@ -177,33 +225,52 @@ class Recorder:
     def start_run(self, handle: RunHandle) -> RunHandle:
         with self._lock:
             self._live[id(handle)] = handle
-        self._ensure_thread()
+        if self._thread is None:
+            self._ensure_thread()
         return handle
 
     def forget(self, handle: RunHandle) -> None:
         with self._lock:
             self._live.pop(id(handle), None)
 
-    def end_run(self, handle: RunHandle, **fields: Any) -> None:
+    def end_run(
+        self,
+        handle: RunHandle,
+        state: str,
+        outcome: str,
+        error: dict[str, str] | None = None,
+        result: Any = None,
+    ) -> None:
+        """The run ended: the handle itself waits in the buffer; the flusher builds the event."""
+        handle.end = (monotonic(), state, outcome, error, result)
         with self._lock:
             self._live.pop(id(handle), None)
-        now = monotonic()
+            if len(self._events) >= self.buffer_size:
+                del self._events[0]
+                self.dropped += 1
+            self._events.append(handle)  # type: ignore[arg-type]
+        if self._thread is None:
+            self._ensure_thread()
+
+    def _end_event(self, h: RunHandle, now: float) -> dict[str, Any]:
+        assert h.end is not None
+        at, state, outcome, error, result = h.end
         event: dict[str, Any] = {
-            "kind": "end",
-            "id": handle.task_id,
-            "name": handle.name,
-            "worker": handle.worker,
-            "pid": handle.pid,
-            "slot": handle.slot,
-            "at": now,
-            "runtime": now - handle.started,
-            **fields,
-        }
-        if handle.new:  # never flushed: the end carries everything the run would have
-            event["started_at"] = handle.started
-        if handle.watched:
-            event.update(step=handle.step, processed=handle.processed, total=handle.total)
-        self.add(event)
+            "kind": "end", "id": h.task_id, "name": h.name, "worker": h.worker, "pid": h.pid,
+            "slot": h.slot, "age": now - at, "runtime": at - h.started, "state": state,
+            "outcome": outcome, "retries": getattr(h.request, "retries", None) or 0,
+        }  # fmt: skip
+        if error:
+            event.update(error)
+        if result is not None:
+            event["result"] = self.redactor.value(result)
+        if h.new:  # never flushed: the end carries everything the run would have
+            event["started_age"] = now - h.started
+            event["first"] = True
+            event.update(h.message_fields(self.param_names(h.task), self.redactor))
+        if h.watched:
+            event.update(step=h.step, processed=h.processed, total=h.total)
+        return _trim(event)
 
     def add(self, event: dict[str, Any]) -> None:
         """Queue an event; ``at`` is a monotonic stamp turned into an age at flush time."""
@@ -225,7 +292,7 @@ class Recorder:
     # -- flusher -------------------------------------------------------------------------
 
     def _ensure_thread(self) -> None:
-        if self._thread is None or self._pid != os.getpid():
+        if self._thread is None:
             with self._lock:
                 if self._thread is None:
                     self._thread = threading.Thread(
@@ -244,13 +311,22 @@ class Recorder:
         with self._lock:
             events, self._events = self._events, []
             handles = list(self._live.values())
+        now = monotonic()
+        for h in handles:
+            self._maybe_take_stack(h, now)
         dirty = [h for h in handles if h.dirty]
         if not events and not dirty:
             return True
-        now = monotonic()
         try:
-            payload = [self._prepare(e, now) for e in events]
-            payload += [h.as_event(now, self.redactor) for h in dirty]
+            payload = [
+                self._end_event(e, now) if isinstance(e, RunHandle) else self._prepare(e, now)
+                for e in events
+            ]
+            for h in dirty:
+                event = h.as_event(now, self.redactor)
+                if h.new:
+                    event.update(h.message_fields(self.param_names(h.task), self.redactor))
+                payload.append(event)
             for h in dirty:
                 h.dirty = False
             live = [h.task_id for h in handles if h.watched]
@@ -266,6 +342,25 @@ class Recorder:
                     h.cancelled = True
         self.flushes += 1
         return True
+
+    @staticmethod
+    def _maybe_take_stack(h: RunHandle, now: float) -> None:
+        """Where is a quiet run waiting? Its thread's stack, once quiet for half its timeout.
+
+        Taken here, in the process that runs the task, by this thread; refreshed every half
+        timeout while the run stays quiet. (A child spinning in C with the GIL held never lets
+        this thread run: the monitor then judges it from the main process's CPU readings.)
+        """
+        half = h.policy.heartbeat_timeout / 2
+        if now - h.last_progress < half:
+            return
+        if h.stack_at is not None and now - h.stack_at < half and h.stack_at >= h.last_progress:
+            return
+        frames = diagnosis.capture(h.thread_id)
+        if frames is not None:
+            h.stack = json.dumps(diagnosis.frames_to_json(frames))
+            h.stack_at = now
+            h.dirty = True
 
     @property
     def store(self) -> Store:
@@ -295,21 +390,9 @@ class Recorder:
             )  # fmt: skip
 
     def _prepare(self, event: dict[str, Any], now: float) -> dict[str, Any]:
-        out = {k: v for k, v in event.items() if v is not None and k not in ("at", "started_at")}
+        out = {k: v for k, v in event.items() if v is not None and k != "at"}
         out["age"] = now - event["at"]
-        if "started_at" in event:
-            out["started_age"] = now - event["started_at"]
-        if event["kind"] == "recv":
-            names = self.param_names(event.get("task"))
-            out.pop("task", None)
-            out["args"] = self.redactor.args(event.get("args", ()), names)
-            out["kwargs"] = self.redactor.kwargs(event.get("kwargs") or {})
-        elif "result" in out:
-            out["result"] = self.redactor.value(out["result"])
-        for key in ("exception", "traceback"):
-            if key in out:
-                out[key] = _tail(str(out[key]), 500 if key == "exception" else 4000)
-        return out
+        return _trim(out)
 
     def param_names(self, task: Any) -> list[str]:
         name = getattr(task, "name", None)

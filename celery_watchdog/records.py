@@ -138,6 +138,7 @@ class ActiveRequest:
     pid: int | None
     started: float | None
     cpu: float | None
+    cpu_pct: float | None = None
     args: str = ""
     kwargs: str = ""
 
@@ -176,6 +177,7 @@ class WorkerInfo:
                 if ts and r.get("started_age") is not None
                 else None,
                 cpu=r.get("cpu"),
+                cpu_pct=r.get("cpu_pct"),
                 args=str(r.get("args", "")),
                 kwargs=str(r.get("kwargs", "")),
             )

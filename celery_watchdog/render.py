@@ -177,6 +177,13 @@ def workers_text(doc: Mapping[str, Mapping[str, Any]], now: float) -> str:
 def status_text(doc: Mapping[str, Any], now: float) -> str:
     workers = doc["workers"]
     head = f"Workers: {workers['online']} online, {workers['offline']} offline"
+    watch = doc.get("watchdog") or {}
+    if watch.get("blind"):
+        head += f"\nWATCHDOG BLIND: {watch['blind']}"
+    elif watch.get("last_pass"):
+        head += f"\nMonitor: last pass {ago(watch['last_pass'], now)}"
+    if watch.get("dead_letters"):
+        head += f"; {watch['dead_letters']} dead-lettered (celery watchdog dlq list)"
     if not doc["tasks"]:
         return head + "\n\nNo tasks recorded yet."
     rows = []

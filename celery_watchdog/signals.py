@@ -47,33 +47,20 @@ def _guarded(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if hasattr(value, "isoformat") else value
-
-
 @_guarded
 def on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None:
+    """Count redeliveries here, in the main process: a child killed mid-task reports nothing.
+
+    A first delivery costs nothing here (its run reports it); only a message that comes back
+    (``redelivered``: a child or worker died, a visibility timeout) is recorded.
+    """
+    if not (request.delivery_info or {}).get("redelivered"):
+        return
     wd = for_app(getattr(request, "_app", None) or getattr(sender, "app", None))
     if wd is None or _ours(request.name):
         return
-    headers = request.request_dict
-    delivery = request.delivery_info or {}
     wd.recorder.add(
-        {
-            "kind": "recv",
-            "id": request.id,
-            "name": request.name,
-            "task": request.task,
-            "args": request.args,
-            "kwargs": request.kwargs,
-            "queue": delivery.get("routing_key") or delivery.get("exchange"),
-            "eta": _iso(request.eta),
-            "expires": _iso(request.expires),
-            "retries": headers.get("retries"),
-            "root_id": headers.get("root_id"),
-            "parent_id": headers.get("parent_id"),
-            "worker": request.hostname,
-        }
+        {"kind": "redeliv", "id": request.id, "name": request.name, "worker": request.hostname}
     )
 
 
@@ -87,15 +74,16 @@ def on_task_prerun(sender: Any = None, task_id: str = "", task: Any = None, **_:
     wd = for_app(task.app)
     if wd is None or _ours(task.name):
         return
-    from .task import WatchedTask
-
-    policy = wd.policy(task)
+    request = task.request
     handle = RunHandle(
         task_id,
         task.name,
-        wd.recorder.hostname or task.request.hostname or "unknown",
-        isinstance(task, WatchedTask),
-        policy,
+        wd.recorder.hostname or request.hostname or "unknown",
+        getattr(task, "_watchdog_watched", False),
+        wd.policy(task),
+        wd.recorder.pid,
+        request,
+        task,
     )
     stack = getattr(_local, "stack", None)
     if stack is None:
@@ -121,12 +109,10 @@ def on_task_postrun(
         # or a hard time limit): the worker's main process reports how this run ended.
         wd.recorder.forget(handle)
         return
-    fields: dict[str, Any] = {"state": state, "outcome": _OUTCOMES.get(state, state.lower())}
-    if handle.error:
-        fields.update(handle.error)
-    elif state == "SUCCESS" and retval is not None:
-        fields["result"] = retval  # previewed (redacted, cut) by the flusher, off this thread
-    wd.recorder.end_run(handle, **fields)
+    outcome = _OUTCOMES.get(state, state.lower())
+    # The result is previewed (redacted, cut) by the flusher, off this thread.
+    result = retval if state == "SUCCESS" and not handle.error else None
+    wd.recorder.end_run(handle, state, outcome, handle.error, result)
 
 
 def _describe(exc: BaseException | None) -> str:

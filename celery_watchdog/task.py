@@ -29,6 +29,7 @@ class WatchedTask(Task):
     means "not set here": the ``watchdog_task_policies`` entry or the setting applies.
     """
 
+    _watchdog_watched = True  # read by the prerun receiver (cheaper than isinstance + import)
     heartbeat_timeout: float | None = None
     soft_timeout: float | None = None
     hard_timeout: float | None = None

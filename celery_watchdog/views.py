@@ -305,10 +305,18 @@ def status_doc(store: Store, wd: Watchdog, *, now: float | None = None) -> dict[
     by_name: dict[str, list[Judged]] = {}
     for j in running:
         by_name.setdefault(j.run.name, []).append(j)
+    from .monitor import blindness  # the monitor imports views' neighbours: import late
+
     online = sum(1 for w in scene.workers if w.online)
+    last_pass = store.last_pass()
     return {
         "timestamp": scene.now,
         "workers": {"online": online, "offline": len(scene.workers) - online},
+        "watchdog": {
+            "last_pass": float(last_pass["at"]) if last_pass.get("at") else None,
+            "blind": blindness(last_pass, scene.now, wd.settings.check_interval),
+            "dead_letters": store.dlq_count(),
+        },
         "tasks": {
             name: _name_summary(name, by_name.get(name, ()), stats.get(name), scene.policy(name))
             for name in names

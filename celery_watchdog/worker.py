@@ -20,7 +20,7 @@ import celery
 from celery import bootsteps
 from celery.worker import state as worker_state
 
-from . import activation
+from . import activation, diagnosis
 from .store import RUNNING_TTL
 
 logger = logging.getLogger("celery_watchdog")
@@ -66,6 +66,9 @@ class Reporter:
         self._seen: dict[tuple[str, int | None], tuple[str, float]] = {}
         self._children: set[int] = set()
         self._saved: set[str] = set()
+        self._cpu_prev: dict[int, tuple[float, float]] = {}
+        self.blind: str | None = None
+        self._blind_logged = -1e9
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -92,11 +95,23 @@ class Reporter:
             self._stop.wait(self.interval)
 
     def report(self) -> None:
+        self._check_blind()
         requests = list(worker_state.active_requests)
         self._save_messages(requests)
         self._record_vanished(requests)
         self._reap_dead_children()
         self._write(online=True, requests=requests)
+
+    def _check_blind(self) -> None:
+        """Say so when nobody is watching: no monitor pass for 3 check intervals."""
+        from .monitor import blindness
+
+        store = self.wd.recorder.store
+        last = store.last_pass()
+        self.blind = blindness(last, store.now(), self.wd.settings.check_interval)
+        if self.blind and last and time.monotonic() - self._blind_logged > 300:
+            self._blind_logged = time.monotonic()
+            logger.error("celery_watchdog is BLIND: %s", self.blind)
 
     def _save_messages(self, requests: list[Any]) -> None:
         """Keep the original message of runs active for a whole interval (replay needs it).
@@ -186,21 +201,29 @@ class Reporter:
         redactor = self.wd.redactor
         now = time.time()
         active = []
+        cpu_now = {}
         for r in requests:
             pid = r.worker_pid or (
                 os.getpid() if self._pool_name() in ("solo", "threads") else None
             )
+            cpu = cpu_seconds(pid)
+            if pid is not None and cpu is not None:
+                cpu_now[pid] = (cpu, time.monotonic())
             active.append(
                 {
                     "id": r.id,
                     "name": r.name,
                     "pid": pid,
                     "started_age": (now - r.time_start) if r.time_start else None,
-                    "cpu": cpu_seconds(pid),
+                    "cpu": cpu,
+                    # Measured here, in the main process: a child spinning in C with the GIL
+                    # held cannot report for itself, but its CPU time still grows.
+                    "cpu_pct": self._cpu_percent(pid, cpu),
                     "args": redactor.args(r.args, self.wd.recorder.param_names(r.task)),
                     "kwargs": redactor.kwargs(r.kwargs),
                 }
             )
+        self._cpu_prev = cpu_now
         recorder = self.wd.recorder
         return {
             "pid": os.getpid(),
@@ -213,8 +236,18 @@ class Reporter:
             "total": dict(worker_state.total_count),
             "registered": sorted(n for n in self.worker.app.tasks if not n.startswith("celery.")),
             "software": {"celery": celery.__version__, "python": _python()},
-            "watchdog": {"dropped": recorder.dropped, "errors": recorder.errors},
+            "watchdog": {
+                "dropped": recorder.dropped,
+                "errors": recorder.errors,
+                "blind": self.blind,
+            },
         }
+
+    def _cpu_percent(self, pid: int | None, cpu: float | None) -> float | None:
+        prev = self._cpu_prev.get(pid) if pid is not None else None
+        if prev is None or cpu is None:
+            return None
+        return diagnosis.cpu_percent(prev[0], cpu, time.monotonic() - prev[1])
 
     def _pool_name(self) -> str:
         cls = type(getattr(self.worker, "pool", None) or object)

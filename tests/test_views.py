@@ -104,7 +104,8 @@ def test_a_finished_task_has_flowers_task_fields_and_a_watchdog_object(env: Env)
     assert task["args"] == "(2, 3)" and task["kwargs"] == "{}"
     assert task["result"] == "5" and task["exception"] is None
     assert isinstance(task["succeeded"], float) and task["timestamp"] == task["succeeded"]
-    assert task["received"] <= task["started"] <= task["succeeded"]
+    # received is only known for redelivered messages (a first delivery costs nothing extra)
+    assert task["started"] <= task["succeeded"]
     assert 0 <= task["runtime"] < 5
     assert task["routing_key"] == "celery" and task["retries"] == 0
     assert set(task["watchdog"]) >= WATCHDOG_KEYS

@@ -112,7 +112,11 @@ def _replay_one(
             return result("dry_run", "nothing published")
         new_id = str(uuid.uuid4())
         try:
-            _publish(app, entry, args, kwargs, embed, new_id, queue)
+            publish_original(
+                app, entry.task_id, entry.message, new_id=new_id, queue=queue,
+                fallback_queue=entry.queue, name=entry.name or None,
+                decoded=(args, kwargs, embed),
+            )  # fmt: skip
         except Exception as exc:  # broker down, bad route…: the entry stays as it was
             failed = result("failed", f"publish failed, entry left unchanged: {_error(exc)}")
             if isinstance(exc, (OperationalError, OSError)):
@@ -162,21 +166,35 @@ def _decode(app: Celery, message: dict[str, Any]) -> tuple[list[Any], dict[str, 
     return list(args), dict(kwargs), dict(embed or {})
 
 
-def _publish(
-    app: Celery, entry: DeadLetter, args: list[Any], kwargs: dict[str, Any], embed: dict,
-    new_id: str, queue: str | None,
-) -> None:  # fmt: skip
-    message = entry.message or {}
+def publish_original(
+    app: Celery,
+    task_id: str,
+    message: dict[str, Any],
+    *,
+    new_id: str,
+    queue: str | None = None,
+    name: str | None = None,
+    marker: str = REPLAY_HEADER,
+    fallback_queue: str | None = None,
+    decoded: tuple[list[Any], dict[str, Any], dict] | None = None,
+) -> None:
+    """Publish the task of an original message again, with its original arguments.
+
+    Used by replay and by the monitor's requeue: a new id (the old one may sit in workers'
+    revoked lists), the original args/kwargs, callbacks, errbacks, chain, serializer,
+    priority, time limits and the publisher's own headers, plus ``marker=<old id>``.
+    """
+    args, kwargs, embed = decoded or _decode(app, message)
     headers = message.get("headers") or {}
     custom = {k: v for k, v in headers.items() if k not in CELERY_KEYS}
     hard, soft = [*(headers.get("timelimit") or ()), None, None][:2]
     root_id = headers.get("root_id")
     options: dict[str, Any] = {
         "task_id": new_id,
-        "headers": {**custom, REPLAY_HEADER: entry.task_id},
+        "headers": {**custom, marker: task_id},
         "serializer": registry.type_to_name.get(message.get("content_type") or ""),
         # A task that was its own root is the root of its replay too.
-        "root_id": None if root_id in (None, entry.task_id) else root_id,
+        "root_id": None if root_id in (None, task_id) else root_id,
         "parent_id": headers.get("parent_id"),
         "shadow": headers.get("shadow"),
         "ignore_result": headers.get("ignore_result"),
@@ -186,6 +204,7 @@ def _publish(
         # eta/expires are dropped on purpose: a replay runs now, and an expiry that has
         # passed would make every worker discard it. A chord is not rejoined: its header
         # group already counted the original run.
+        "retry": False,  # a broker that is down is reported, not waited for
     }
     for key, value in (("time_limit", hard), ("soft_time_limit", soft)):
         if value is not None:  # unset: the task's own limits apply, as they did originally
@@ -196,6 +215,6 @@ def _publish(
         options["queue"] = queue
     elif message.get("exchange"):
         options["exchange"], options["routing_key"] = message["exchange"], message["routing_key"]
-    elif target := _original_queue(entry):
+    elif target := message.get("routing_key") or fallback_queue:
         options["queue"] = target
-    app.send_task(entry.name or message["task"], args, kwargs, **options)
+    app.send_task(name or message["task"], args, kwargs, **options)

@@ -44,45 +44,64 @@ local function hset_given(key, fields)
   if #args > 0 then redis.call('HSET', key, unpack(args)) end
 end
 
+-- Per-name statistics are summed over the batch and written once per key: the script's cost
+-- follows the number of task names in a batch, not the number of tasks.
+local counts, last, runtimes = {}, {}, {}  -- per task name, for this batch
 local function count(name, outcome, ts, runtime, delta)
-  delta = delta or 1
-  local b5 = math.floor(ts / 300)
-  local b1h = math.floor(ts / 3600)
-  local k5 = p .. ':s5:' .. name .. ':' .. b5
-  local k1h = p .. ':s1h:' .. name .. ':' .. b1h
-  redis.call('HINCRBY', k5, outcome, delta); redis.call('EXPIRE', k5, 3900)
-  redis.call('HINCRBY', k1h, outcome, delta); redis.call('EXPIRE', k1h, 90000)
-  if delta < 0 then return end
-  local nk = p .. ':name:' .. name
-  if outcome == 'succeeded' then
-    redis.call('HSET', nk, 'last_success', ts)
-  elseif outcome == 'failed' or outcome == 'lost' then
-    redis.call('HSET', nk, 'last_failure', ts)
-  end
-  redis.call('EXPIRE', nk, WEEK)
+  local key = name .. '\0' .. outcome .. '\0' .. math.floor(ts / 300) .. '\0' .. math.floor(ts / 3600)
+  counts[key] = (counts[key] or 0) + (delta or 1)
+  if delta then return end
+  local l = last[name] or {}
+  if outcome == 'succeeded' then l.last_success = math.max(l.last_success or 0, ts) end
+  if outcome == 'failed' or outcome == 'lost' then l.last_failure = math.max(l.last_failure or 0, ts) end
+  last[name] = l
   if given(runtime) and (outcome == 'succeeded' or outcome == 'failed') then
+    local rts = runtimes[name] or {}
+    rts[#rts + 1] = string.format('%.1f', runtime * 1000)
+    runtimes[name] = rts
+  end
+end
+
+local function write_counts()
+  for key, n in pairs(counts) do
+    local name, outcome, b5, b1h = string.match(key, '^(.*)%z(.*)%z(.*)%z(.*)$')
+    local k5, k1h = p .. ':s5:' .. name .. ':' .. b5, p .. ':s1h:' .. name .. ':' .. b1h
+    redis.call('HINCRBY', k5, outcome, n); redis.call('EXPIRE', k5, 3900)
+    redis.call('HINCRBY', k1h, outcome, n); redis.call('EXPIRE', k1h, 90000)
+  end
+  for name, l in pairs(last) do
+    local nk = p .. ':name:' .. name
+    if l.last_success then redis.call('HSET', nk, 'last_success', l.last_success) end
+    if l.last_failure then redis.call('HSET', nk, 'last_failure', l.last_failure) end
+    if l.last_error then redis.call('HSET', nk, 'last_error', l.last_error) end
+    redis.call('EXPIRE', nk, WEEK)
+  end
+  for name, rts in pairs(runtimes) do
     local rk = p .. ':rt:' .. name
-    redis.call('LPUSH', rk, string.format('%.1f', runtime * 1000))
+    for i = 1, #rts, 500 do
+      redis.call('LPUSH', rk, unpack(rts, i, math.min(i + 499, #rts)))
+    end
     redis.call('LTRIM', rk, 0, 999)
     redis.call('EXPIRE', rk, WEEK)
   end
+end
+
+-- What the task document says about its message, given by the first event of a run.
+local function message_fields(e)
+  return {queue = e.queue, eta = e.eta, expires = e.expires, retries = e.retries,
+          root_id = e.root_id, parent_id = e.parent_id, args = e.args, kwargs = e.kwargs}
 end
 
 local names_seen = {}
 
 for _, e in ipairs(batch.events) do
   local tk = p .. ':task:' .. e.id
-  if e.kind == 'recv' then
-    local state = redis.call('HGET', tk, 'state')
-    local fields = {name = e.name, args = e.args, kwargs = e.kwargs, queue = e.queue,
-                    eta = e.eta, expires = e.expires, retries = e.retries, root_id = e.root_id,
-                    parent_id = e.parent_id, received = at(e.age), worker = e.worker,
-                    uuid = e.id}
-    if state ~= 'STARTED' then fields.state = 'RECEIVED' end
-    hset_given(tk, fields)
-    redis.call('HINCRBY', tk, 'deliveries', 1)
+  if e.kind == 'redeliv' then
+    -- A worker's main process saw this message come back (a child or worker died, a
+    -- visibility timeout): it was delivered at least once before.
+    if redis.call('HSETNX', tk, 'deliveries', 2) == 0 then redis.call('HINCRBY', tk, 'deliveries', 1) end
+    hset_given(tk, {name = e.name, uuid = e.id, received = at(e.age), worker = e.worker})
     redis.call('EXPIRE', tk, cfg.running_ttl)
-    names_seen[e.name] = now
   elseif e.kind == 'run' then
     local runkey = e.id .. '|' .. e.worker .. '|' .. (e.slot or e.pid)
     local rk = p .. ':run:' .. runkey
@@ -105,8 +124,11 @@ for _, e in ipairs(batch.events) do
     end
     local duplicate = false
     if e.new then
-      hset_given(tk, {name = e.name, state = 'STARTED', started = started, worker = e.worker,
-                      uuid = e.id, args = e.args, kwargs = e.kwargs})
+      local fields = message_fields(e)
+      fields.name, fields.state, fields.started, fields.worker, fields.uuid =
+        e.name, 'STARTED', started, e.worker, e.id
+      hset_given(tk, fields)
+      redis.call('HSETNX', tk, 'deliveries', 1)
       redis.call('HDEL', tk, 'succeeded', 'failed', 'retried', 'revoked', 'exception',
                  'traceback', 'result', 'runtime')
       redis.call('SADD', p .. ':runs:' .. e.id, runkey)
@@ -145,17 +167,21 @@ for _, e in ipairs(batch.events) do
       runkeys[1] = base .. (e.slot or e.pid)
     end
     local state = redis.call('HGET', tk, 'state')
+    if e.first then redis.call('HSETNX', tk, 'deliveries', 1) end
     local deliveries = redis.call('HGET', tk, 'deliveries') or '0'
     local prev = redis.call('HGET', tk, 'ended')
-    local main_mark = base .. '*#' .. deliveries
+    -- Marks name the end of one delivery (and retry) on one host; the host is hashed so the
+    -- mark stays short enough for Redis's compact hash encoding (<= 64 bytes per value).
+    local short = string.sub(redis.sha1hex(e.worker), 1, 8) .. '|'
+    local main_mark = short .. '*#' .. deliveries
     local final = state == 'SUCCESS' or state == 'FAILURE' or state == 'REVOKED'
     local mark, skip, undo = main_mark, false, false
     if e.pid == '*' then
       skip = prev == mark
-      undo = not skip and prev and string.sub(prev, 1, #base) == base
-        and string.find(prev, '#' .. deliveries .. '#', 1, true) ~= nil
+      undo = not skip and prev and string.sub(prev, 1, #short) == short
+        and string.find(prev, '#' .. deliveries .. '.', 1, true) ~= nil
     else
-      mark = base .. (e.slot or e.pid) .. '#' .. deliveries .. '#' .. e.outcome
+      mark = short .. (e.slot or e.pid) .. '#' .. deliveries .. '.' .. (e.retries or 0) .. '#' .. e.outcome
       skip = prev == mark or prev == main_mark
       if e.guess and final and redis.call('EXISTS', p .. ':run:' .. runkeys[1]) == 0 then
         skip = true
@@ -169,11 +195,11 @@ for _, e in ipairs(batch.events) do
     end
     if not skip then
       local ts = at(e.age)
-      local last = {}
+      local lastrun = {}
       for _, rk in ipairs(runkeys) do
         local r = redis.call('HMGET', p .. ':run:' .. rk, 'step', 'processed', 'total', 'started')
         if r[1] or r[2] or r[4] then
-          last = {r[1] or nil, r[2] or nil, r[3] or nil, r[4] or nil}  -- false (nil reply) -> nil
+          lastrun = {r[1] or nil, r[2] or nil, r[3] or nil, r[4] or nil}  -- false (nil reply) -> nil
         end
         redis.call('DEL', p .. ':run:' .. rk)
         redis.call('ZREM', p .. ':running', rk)
@@ -186,23 +212,24 @@ for _, e in ipairs(batch.events) do
         redis.call('ZADD', p .. ':lost', ts, lk)
         redis.call('HSET', p .. ':lostinfo', lk, cjson.encode({id = e.id, name = e.name,
           worker = e.worker, pid = e.pid, reason = e.exception, at = ts,
-          step = e.step or last[1], processed = e.processed or last[2],
-          total = e.total or last[3]}))
+          step = e.step or lastrun[1], processed = e.processed or lastrun[2],
+          total = e.total or lastrun[3]}))
       end
       local runtime = e.runtime
       if not given(runtime) then
-        local started = tonumber(last[4] or redis.call('HGET', tk, 'started') or '')
+        local started = tonumber(lastrun[4] or redis.call('HGET', tk, 'started') or '')
         if started then runtime = ts - started end
       end
       -- Another run of this id is still going (a redelivery, a duplicate): the task document
       -- shows that one; this end only counts.
       if redis.call('SCARD', p .. ':runs:' .. e.id) == 0 then
         redis.call('DEL', p .. ':msg:' .. e.id)
-        local fields = {name = e.name, state = e.state, worker = e.worker, uuid = e.id,
-                        runtime = runtime, exception = e.exception, traceback = e.traceback,
-                        result = e.result, ended = mark, outcome = e.outcome,
-                        step = e.step or last[1], processed = e.processed or last[2],
-                        total = e.total or last[3], args = e.args, kwargs = e.kwargs}
+        local fields = message_fields(e)
+        fields.name, fields.state, fields.worker, fields.uuid = e.name, e.state, e.worker, e.id
+        fields.runtime, fields.exception, fields.traceback = runtime, e.exception, e.traceback
+        fields.result, fields.ended, fields.outcome = e.result, mark, e.outcome
+        fields.step, fields.processed = e.step or lastrun[1], e.processed or lastrun[2]
+        fields.total = e.total or lastrun[3]
         fields[e.outcome == 'lost' and 'failed' or e.outcome] = ts
         if given(e.started_age) then fields.started = at(e.started_age) end
         hset_given(tk, fields)
@@ -211,13 +238,16 @@ for _, e in ipairs(batch.events) do
       end
       count(e.name, e.outcome, ts, runtime)
       if given(e.exception) and (e.outcome == 'failed' or e.outcome == 'lost') then
-        redis.call('HSET', p .. ':name:' .. e.name, 'last_error', e.exception)
+        local l = last[e.name] or {}
+        l.last_error = e.exception
+        last[e.name] = l
       end
       names_seen[e.name] = now
     end
   end
 end
 
+write_counts()
 for name, ts in pairs(names_seen) do redis.call('ZADD', p .. ':names', ts, name) end
 
 -- Bound memory whatever the throughput: finished runs by age and by count, names by count.

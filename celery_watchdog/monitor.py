@@ -1,0 +1,139 @@
+"""One monitor pass: load what is due -> judge (pure rules) -> claim -> act -> report.
+
+A pass reads the Redis clock once, looks only at runs whose deadline has passed (so its cost
+follows what is overdue, not what is tracked), at runs of workers whose snapshot expired, and
+at runs that ended lost. Every action is claimed first: N monitors act on a run exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import rules
+from .activation import Watchdog
+from .handling import Handler
+from .records import Finding, Run, Verdict
+from .store import Store
+
+logger = logging.getLogger("celery_watchdog")
+BLIND_AFTER = 3  # intervals without a completed pass
+
+
+@dataclass
+class PassReport:
+    findings: list[Finding] = field(default_factory=list)
+    due: int = 0
+    duration: float = 0.0
+    blind: str | None = None  # why the watchdog was blind before this pass, if it was
+    now: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "findings": [f.as_dict() for f in self.findings],
+            "due": self.due,
+            "duration_ms": round(self.duration * 1000, 1),
+            "blind": self.blind,
+            "at": self.now,
+        }
+
+
+def blindness(last_pass: dict[str, str], now: float, interval: float) -> str | None:
+    """Why nobody is watching, or None: no pass completed for BLIND_AFTER intervals."""
+    at = float(last_pass["at"]) if last_pass.get("at") else None
+    if at is None:
+        return "no monitor pass has ever completed (is beat or `celery watchdog monitor` running?)"
+    if now - at > BLIND_AFTER * interval:
+        return (
+            f"no monitor pass for {now - at:.0f}s (expected every {interval:.0f}s): beat is "
+            "down, or every worker slot is busy or stuck"
+        )
+    return None
+
+
+def run_pass(wd: Watchdog, store: Store | None = None, limit: int = 1000) -> PassReport:
+    started = time.monotonic()
+    store = store or wd.store()
+    now = store.now()
+    report = PassReport(
+        now=now, blind=blindness(store.last_pass(), now, wd.settings.check_interval)
+    )
+    handler = Handler(wd, store, now)
+    workers = store.workers()
+    alive = {w.hostname for w in workers if w.online}
+    cpu = {(a.task_id, a.pid): a for w in workers for a in w.active}
+    handler.cpu = cpu
+
+    handler.escalate()
+    for w in workers:
+        if not w.online:
+            for run in store.runs_of_host(w.hostname):
+                why = f"its worker {w.hostname} stopped reporting"
+                report.findings += handler.handle(run, Verdict("lost", why), end_lost=True)
+
+    due = store.due(now, limit)
+    report.due = len(due)
+    learned = _learned_budgets(wd, store, {r.name for r in due})
+    copies = Counter(r.task_id for r in due)
+    for run in due:
+        if run.worker not in alive:
+            continue  # handled above as lost (or its worker has no snapshot yet)
+        policy = wd.policy(wd.app.tasks.get(run.name) or run.name)
+        budgets = learned.get(run.name)
+        verdict = rules.health(run, policy, now, copies=copies[run.task_id], learned=budgets)
+        if verdict.health != "ok":
+            report.findings += handler.handle(run, verdict)
+        _reschedule(store, run, rules.with_budgets(policy, budgets), now, verdict)
+
+    report.findings += handler.settle_lost()
+    report.duration = time.monotonic() - started
+    store.record_pass(
+        {
+            "at": now,
+            "duration": report.duration,
+            "due": report.due,
+            "findings": len(report.findings),
+            "host": socket.gethostname(),
+        }
+    )
+    return report
+
+
+def _reschedule(store: Store, run: Run, policy: Any, now: float, verdict: Verdict) -> None:
+    if run.started is None or run.deadline is None:
+        return
+    nxt = rules.deadline(
+        policy, started=run.started, last_progress=run.last_progress,
+        step_started=run.step_started, step_timeout=run.step_timeout, watched=run.watched,
+        after=now,
+    )  # fmt: skip
+    if verdict.health != "ok":
+        nxt = max(nxt, now + policy.heartbeat_timeout)  # acted on: do not judge it every pass
+    store.reschedule(run.run_key, run.deadline, nxt)
+
+
+def _learned_budgets(wd: Watchdog, store: Store, names: set[str]) -> dict[str, rules.Budgets]:
+    """Budgets learned from runtime history for tasks without explicit ones (cached 1 day)."""
+    wanted = [n for n in names if _needs_budget(wd, n)]
+    cached = store.budgets(wanted)
+    missing = [n for n in wanted if n not in cached]
+    fresh = {}
+    s = wd.settings
+    for name, runtimes in store.runtimes(missing).items():
+        learned = rules.learn(
+            runtimes, min_runs=s.learn_min_runs, soft_floor=s.learned_soft_floor,
+            hard_floor=s.learned_hard_floor,
+        )  # fmt: skip
+        if learned:
+            fresh[name] = (learned.soft, learned.hard)
+    store.save_budgets(fresh)
+    return {n: rules.Budgets(*sh) for n, sh in {**cached, **fresh}.items()}
+
+
+def _needs_budget(wd: Watchdog, name: str) -> bool:
+    policy = wd.policy(wd.app.tasks.get(name) or name)
+    return policy.soft_timeout is None or policy.hard_timeout is None
