@@ -22,7 +22,7 @@ from types import FrameType
 
 MAX_FRAMES = 100  # a stack read back from Redis is cut to this many innermost frames
 IDLE_PERCENT = 5.0  # below this the process waits rather than works
-BUSY_PERCENT = 80.0  # at or above this it spins (or holds the GIL in C code)
+BUSY_PERCENT = 50.0  # a loop on a shared, contended core still reads well above half
 _MAX_TEXT = 300  # longest source line kept: the stack is stored and shown, never a payload
 
 

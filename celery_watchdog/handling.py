@@ -59,6 +59,8 @@ class Handler:
 
     def handle(self, run: Run, verdict: Verdict, end_lost: bool = False) -> list[Finding]:
         claim = run.task_id if verdict.health == "duplicate" else run.run_key
+        if verdict.health == "lost" and self._we_stopped(run):
+            return []  # it died of our own SIGKILL: its stop was already handled and reported
         if not self.store.claim(f"{verdict.health}:{claim}"):
             return []  # another monitor (or an earlier pass) already acted on it
         task = self.app.tasks.get(run.name)
@@ -102,6 +104,9 @@ class Handler:
             self._safely(actions.announce, self.app, run, verdict)
         logger.warning("celery_watchdog: %s", json.dumps(finding.as_dict(), default=str))
         return [finding]
+
+    def _we_stopped(self, run: Run) -> bool:
+        return any(self.store.claimed(f"{kind}:{run.run_key}") for kind in STOPPED)
 
     def diagnose(self, run: Run) -> str | None:
         """Where it waits (the stack its child took once quiet) and whether it burns CPU."""

@@ -20,7 +20,7 @@ import celery
 from celery import bootsteps
 from celery.worker import state as worker_state
 
-from . import activation, diagnosis
+from . import activation, diagnosis, rules
 from .store import RUNNING_TTL
 
 logger = logging.getLogger("celery_watchdog")
@@ -220,6 +220,7 @@ class Reporter:
                     # held cannot report for itself, but its CPU time still grows.
                     "cpu_pct": self._cpu_percent(pid, cpu),
                     "args": redactor.args(r.args, self.wd.recorder.param_names(r.task)),
+                    **self._tracking(r, now),
                     "kwargs": redactor.kwargs(r.kwargs),
                 }
             )
@@ -242,6 +243,21 @@ class Reporter:
                 "blind": self.blind,
             },
         }
+
+    def _tracking(self, r: Any, now: float) -> dict[str, Any]:
+        """For a prefork run old enough that its child should have reported it by now.
+
+        A child spinning in C code with the GIL held never lets its flusher run; the
+        snapshot script then records the run from what we know here, so the monitor can
+        still judge it (stuck and busy, not lost).
+        """
+        age = (now - r.time_start) if r.time_start else 0.0
+        if self._pool_name() != "prefork" or age < 2 * self.interval + 1:
+            return {}
+        policy = self.wd.policy(r.task)
+        watched = bool(getattr(r.task, "_watchdog_watched", False))
+        after = rules.deadline(policy, started=0.0, last_progress=0.0, watched=watched)
+        return {"track": True, "watched": watched, "deadline_after": after}
 
     def _cpu_percent(self, pid: int | None, cpu: float | None) -> float | None:
         prev = self._cpu_prev.get(pid) if pid is not None else None

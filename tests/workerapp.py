@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import time
 from collections.abc import Mapping
 from typing import Any
 
+import redis
 from celery import Celery, Task
 
 from celery_watchdog import WatchedTask
@@ -96,6 +99,42 @@ def _register_tasks(app: Celery) -> None:
     @app.task(name=name("with_secret"), shared=False)
     def with_secret(password: str, account_id: int) -> int:
         return account_id
+
+    # -- for the monitor: runs that get stuck in different ways (heartbeat_timeout 2 s) ----
+
+    watched = {"base": WatchedTask, "bind": True, "shared": False, "heartbeat_timeout": 2}
+
+    @app.task(name=name("vendor_read"), **watched)
+    def vendor_read(self: WatchedTask, port: int, account_id: int = 0) -> bytes:
+        self.heartbeat()
+        sock = socket.create_connection(("127.0.0.1", port))
+        return sock.recv(1024)  # the server never answers, and there is no timeout
+
+    @app.task(name=name("spin"), **watched)
+    def spin(self: WatchedTask) -> None:
+        self.heartbeat()
+        n = 0
+        while True:
+            n += 1
+
+    @app.task(name=name("stall"), **watched)
+    def stall(self: WatchedTask) -> None:
+        while True:  # heartbeats keep coming, the counter never moves
+            self.heartbeat(processed=1, total=10)
+            time.sleep(0.1)
+
+    @app.task(name=name("regex"), **watched)
+    def regex(self: WatchedTask) -> None:
+        self.heartbeat()
+        # Catastrophic backtracking: C code holding the GIL for a very long time.
+        re.match(r"(a+)+$", "a" * 64 + "b")
+
+    @app.task(name=name("crash_once"), shared=False, idempotent=True)
+    def crash_once(key: str) -> str:
+        client = redis.Redis.from_url(app.conf.broker_url)
+        if client.set(key, "1", nx=True):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return "second time lucky"
 
 
 def _app_from_env() -> Celery:

@@ -11,6 +11,10 @@
 --   {p}:worker:{hostname}  HASH {ts, data, state}   TTL ARGV[4] (offline: kept 1 day for display)
 --   {p}:workers            ZSET hostname -> last seen; entries older than 1 day are trimmed
 --   {p}:run:{runkey}, {p}:task:{id}, {p}:runs:{id}   EXPIRE refreshed for active runs
+--   {p}:running, {p}:run:{runkey}, {p}:runs:{id}, {p}:host:{worker}, {p}:task:{id}
+--                          a prefork child that has not reported a run it has been running
+--                          for a while (its flusher thread starved: C code holding the GIL)
+--                          gets one written here, from what the main process knows
 -- Returns: the server time (seconds, as a string).
 
 local p, host, data, ttl, running_ttl, state = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]),
@@ -27,9 +31,32 @@ end
 redis.call('ZADD', p .. ':workers', now, host)
 redis.call('ZREMRANGEBYSCORE', p .. ':workers', '-inf', now - 86400)
 local snap = cjson.decode(data)
+local function given(v) return v ~= nil and v ~= cjson.null end
 for _, r in ipairs(snap.active) do
-  if r.pid ~= cjson.null and r.pid ~= nil then
-    redis.call('EXPIRE', p .. ':run:' .. r.id .. '|' .. host .. '|' .. r.pid, running_ttl)
+  if given(r.pid) then
+    local runkey = r.id .. '|' .. host .. '|' .. r.pid
+    local rk = p .. ':run:' .. runkey
+    if r.track and redis.call('EXISTS', rk) == 0 then
+      local tk = p .. ':task:' .. r.id
+      local started = now - r.started_age
+      local state = redis.call('HGET', tk, 'state')
+      local last_start = tonumber(redis.call('HGET', tk, 'started') or '') or 0
+      local ended = (state == 'SUCCESS' or state == 'FAILURE' or state == 'REVOKED')
+        and last_start >= started - 1
+      if not ended then
+        redis.call('HSET', rk, 'task_id', r.id, 'name', r.name, 'worker', host, 'pid', r.pid,
+          'slot', tostring(r.pid), 'watched', tostring(r.watched), 'started', started,
+          'last_progress', started, 'reported_by', 'main')
+        redis.call('SADD', p .. ':runs:' .. r.id, runkey)
+        redis.call('SADD', p .. ':host:' .. host, runkey)
+        redis.call('ZADD', p .. ':running', 'NX', started + r.deadline_after, runkey)
+        redis.call('HSET', tk, 'name', r.name, 'state', 'STARTED', 'started', started,
+          'worker', host, 'uuid', r.id)
+        redis.call('HSETNX', tk, 'deliveries', 1)
+      end
+    end
+    redis.call('EXPIRE', rk, running_ttl)
+    redis.call('EXPIRE', p .. ':host:' .. host, running_ttl)
   end
   redis.call('EXPIRE', p .. ':task:' .. r.id, running_ttl)
   redis.call('EXPIRE', p .. ':runs:' .. r.id, running_ttl)

@@ -60,6 +60,9 @@ class MonitorStore:
         """True for exactly one caller per ``what``, however many monitors run at once."""
         return bool(self.r.set(f"{self.p}:claim:{what}", "1", nx=True, ex=ttl))
 
+    def claimed(self, what: str) -> bool:
+        return bool(self.r.exists(f"{self.p}:claim:{what}"))
+
     def reschedule(self, runkey: str, seen: float, deadline: float) -> bool:
         """Move a run's deadline unless a flush moved it since we read it (compare-and-set)."""
         return bool(
