@@ -125,9 +125,13 @@ def test_a_catastrophic_regex_is_stuck_not_lost_and_killed_after_the_grace(
     found = finding_for(wd, store, result.id, "stuck")
     assert found.diagnosis and "CPU" in found.diagnosis
     assert "busy" in found.diagnosis or "GIL" in found.diagnosis, found.diagnosis
+
     # The child holds the GIL: SIGTERM's handler never runs; a later pass sends SIGKILL.
-    wait_for(lambda: run_pass(wd, store) and not [r for r in store.running() if r.task_id == result.id],
-             timeout=20, interval=0.5, what="the regex run to end")  # fmt: skip
+    def gone() -> bool:
+        run_pass(wd, store)
+        return not [r for r in store.running() if r.task_id == result.id]
+
+    wait_for(gone, timeout=20, interval=0.5, what="the regex run to end")
     assert store.task(result.id)[0].state in ("REVOKED", "FAILURE")
 
 
@@ -147,8 +151,13 @@ def test_a_killed_child_of_an_idempotent_task_is_lost_and_requeued(worker: Prefo
 def test_a_killed_child_of_a_plain_task_is_lost_and_dead_lettered(worker: PreforkWorker) -> None:
     wd, store = runtime(worker)
     result = worker.task("hang_forever").delay()
-    pid = wait_for(lambda: next((a.pid for w in store.workers() for a in w.active
-                                 if a.task_id == result.id and a.pid), None), what="its child")  # fmt: skip
+    pid = wait_for(
+        lambda: next(
+            (a.pid for w in store.workers() for a in w.active if a.task_id == result.id and a.pid),
+            None,
+        ),
+        what="its child",
+    )
     time.sleep(1.2)  # one snapshot later its message is kept
     os.kill(pid, signal.SIGKILL)
     found = finding_for(wd, store, result.id, "lost")

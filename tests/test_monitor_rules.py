@@ -19,11 +19,10 @@ def test_a_watched_run_is_due_one_heartbeat_timeout_after_its_last_progress() ->
 def test_the_earliest_of_heartbeat_step_and_budgets_wins() -> None:
     policy = TaskPolicy(heartbeat_timeout=60, soft_timeout=40, hard_timeout=500)
     assert deadline(policy, started=1000, last_progress=1030, watched=True) == 1040
-    assert (
-        deadline(policy, started=1000, last_progress=1030, step_started=1001, step_timeout=5,
-                 watched=True)  # fmt: skip
-        == 1006
+    due = deadline(
+        policy, started=1000, last_progress=1030, step_started=1001, step_timeout=5, watched=True
     )
+    assert due == 1006
 
 
 def test_a_plain_run_without_budgets_is_looked_at_again_after_a_heartbeat_timeout() -> None:

@@ -151,15 +151,17 @@ def test_counts_percentiles_and_last_success_per_task_name(redis_url: str) -> No
         flaky = tasks["flaky"].delay()
         assert flaky.get(timeout=10) == "ok"
         wait_for(
-            lambda: store.name_stats(["t.charge"], store.now())["t.charge"].last_hour.get(
-                "succeeded"
-            )
-            == 30,
+            lambda: (
+                store.name_stats(["t.charge"], store.now())["t.charge"].last_hour.get("succeeded")
+                == 30
+            ),
             what="30 successes counted",
         )
         wait_for(
-            lambda: store.name_stats(["t.flaky"], store.now())["t.flaky"].last_hour
-            == {"retried": 1, "succeeded": 1},
+            lambda: (
+                store.name_stats(["t.flaky"], store.now())["t.flaky"].last_hour
+                == {"retried": 1, "succeeded": 1}
+            ),
             what="one retry and one success",
         )
     stats = store.name_stats(["t.charge"], store.now())["t.charge"]
@@ -251,10 +253,10 @@ def test_memory_stays_bounded_every_key_expires_or_is_capped(redis_url: str) -> 
         for r in results:
             r.get(timeout=10)
         wait_for(
-            lambda: store.name_stats(["t.charge"], store.now())["t.charge"].last_hour.get(
-                "succeeded"
-            )
-            == 60,
+            lambda: (
+                store.name_stats(["t.charge"], store.now())["t.charge"].last_hour.get("succeeded")
+                == 60
+            ),
             what="60 successes counted",
         )
     prefix = wd.settings.key_prefix
