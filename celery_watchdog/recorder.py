@@ -30,6 +30,7 @@ from .store import Limits, Store
 
 logger = logging.getLogger("celery_watchdog")
 monotonic = time.monotonic
+CHUNK = 500  # events per script call
 
 
 class RunHandle:
@@ -330,10 +331,22 @@ class Recorder:
             for h in dirty:
                 h.dirty = False
             live = [h.task_id for h in handles if h.watched]
-            cancelled = set(self.store.write_batch(payload, live, self.limits))
         except Exception as exc:
             self._on_error(exc, events, dirty)
             return False
+        # Chunks keep each script short (it blocks Redis while it runs) and make a timeout
+        # cost one chunk: what was written is not re-sent (counted twice), the rest is kept.
+        cancelled: set[str] = set()
+        for start in range(0, len(payload), CHUNK):
+            try:
+                chunk = payload[start : start + CHUNK]
+                cancelled.update(
+                    self.store.write_batch(chunk, live if start == 0 else [], self.limits)
+                )
+            except Exception as exc:
+                n = len(events)
+                self._on_error(exc, events[start:] if start < n else [], dirty[max(0, start - n) :])
+                return False
         for h in dirty:
             h.new = False
         if cancelled:
