@@ -202,4 +202,9 @@ def test_a_visibility_timeout_redelivery_while_running_shows_both_runs(redis_url
             assert wd is not None
             verdicts = {health(r, wd.policy(r.name), store.now(), copies=2).health for r in runs}
             assert verdicts == {"duplicate"}
+            from celery_watchdog.monitor import run_pass
+
+            findings = [f for _ in range(3) for f in run_pass(wd, store).findings]
+            duplicates = [f for f in findings if f.kind == "duplicate"]
+            assert len(duplicates) == 1 and duplicates[0].action == "none"
             first.app.control.revoke(result.id, terminate=True, signal="SIGKILL")
