@@ -211,6 +211,7 @@ class Recorder:
         # parent: start from scratch (the parent flushes what it had buffered).
         self.pid = os.getpid()
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()
         self._wake = threading.Event()
         self._events: list[dict[str, Any]] = []
         self._live: dict[int, RunHandle] = {}
@@ -308,7 +309,15 @@ class Recorder:
             self.flush()
 
     def flush(self) -> bool:
-        """Write everything buffered now; False when Redis could not be reached."""
+        """Write everything buffered now; False when Redis could not be reached.
+
+        Flushes run one at a time, so a caller's flush (at shutdown, in a test) returns only
+        once what the flusher thread had already taken is written too.
+        """
+        with self._flushing:
+            return self._flush()
+
+    def _flush(self) -> bool:
         with self._lock:
             events, self._events = self._events, []
             handles = list(self._live.values())
