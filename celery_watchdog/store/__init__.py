@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from .dlq import DeadLetterStore
 from .monitor import MonitorStore
-from .runs import NAMES_MAX, RUNNING_TTL, Limits, RunStore, connect
+from .runs import NAMES_MAX, RUNNING_TTL, Limits, connect
 
 
-class Store(MonitorStore, DeadLetterStore, RunStore):
+class Store(MonitorStore, DeadLetterStore):
     """Runs, workers and statistics; dead letters; what the monitor reads and claims."""
 
 

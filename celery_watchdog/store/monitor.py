@@ -20,21 +20,19 @@ from pathlib import Path
 from typing import Any
 
 from ..records import Run
+from .runs import RunStore
 
 _RESCHEDULE = (Path(__file__).resolve().parent.parent / "lua" / "reschedule.lua").read_text()
 CLAIM_TTL = 86400
 
 
-class MonitorStore:
-    p: str
-    r: Any
-
+class MonitorStore(RunStore):
     def due(self, now: float, limit: int = 1000) -> list[Run]:
         """Runs whose deadline has passed, most overdue first: cost grows with what is due."""
         keys = self.r.zrangebyscore(
             f"{self.p}:running", "-inf", now, start=0, num=limit, withscores=True
         )
-        return self._runs(keys)
+        return self.load_runs(keys)
 
     def runs_of_host(self, hostname: str) -> list[Run]:
         runkeys = sorted(self.r.smembers(f"{self.p}:host:{hostname}"))
@@ -42,19 +40,9 @@ class MonitorStore:
         for runkey in runkeys:
             pipe.zscore(f"{self.p}:running", runkey)
         scores = pipe.execute()
-        return self._runs([(k, s) for k, s in zip(runkeys, scores, strict=True) if s is not None])
-
-    def _runs(self, keys: list[tuple[str, float]]) -> list[Run]:
-        pipe = self.r.pipeline(transaction=False)
-        for runkey, _ in keys:
-            pipe.hgetall(f"{self.p}:run:{runkey}")
-            pipe.hgetall(f"{self.p}:task:{runkey.split('|', 1)[0]}")
-        replies = pipe.execute()
-        runs = []
-        for i, (_, score) in enumerate(keys):
-            if replies[2 * i]:
-                runs.append(Run.from_docs(replies[2 * i + 1], replies[2 * i], deadline=score))
-        return runs
+        return self.load_runs(
+            [(k, s) for k, s in zip(runkeys, scores, strict=True) if s is not None]
+        )
 
     def claim(self, what: str, ttl: int = CLAIM_TTL) -> bool:
         """True for exactly one caller per ``what``, however many monitors run at once."""

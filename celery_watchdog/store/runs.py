@@ -91,20 +91,23 @@ class RunStore:
     def running(self, limit: int = 1000) -> list[Run]:
         """Runs in progress, most overdue first."""
         keys = self.r.zrange(f"{self.p}:running", 0, limit - 1, withscores=True)
+        return self.load_runs(keys, forget_stale=True)
+
+    def load_runs(self, keys: list[tuple[str, float]], forget_stale: bool = False) -> list[Run]:
+        """Run records for (runkey, deadline) pairs, in one round trip."""
         pipe = self.r.pipeline(transaction=False)
         for runkey, _ in keys:
             pipe.hgetall(f"{self.p}:run:{runkey}")
             pipe.hgetall(f"{self.p}:task:{runkey.split('|', 1)[0]}")
         replies = pipe.execute()
-        runs = []
-        stale = []
+        runs, stale = [], []
         for i, (runkey, deadline) in enumerate(keys):
             run_doc, task_doc = replies[2 * i], replies[2 * i + 1]
-            if not run_doc:
+            if run_doc:
+                runs.append(Run.from_docs(task_doc, run_doc, deadline=deadline))
+            else:
                 stale.append(runkey)  # its keys expired (worker gone for days): forget it
-                continue
-            runs.append(Run.from_docs(task_doc, run_doc, deadline=deadline))
-        if stale:
+        if stale and forget_stale:
             self.r.zrem(f"{self.p}:running", *stale)
         return runs
 
