@@ -22,12 +22,18 @@ class Redactor:
     def __init__(self, keys: Iterable[str], max_chars: int = 200) -> None:
         self.keys = tuple(k.lower() for k in keys)
         self.max_chars = max_chars
+        self._secret: dict[str, bool] = {}  # argument names repeat: decide each once
 
     def is_secret(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        lowered = name.lower()
-        return any(key in lowered for key in self.keys)
+        known = self._secret.get(name)
+        if known is None:
+            lowered = name.lower()
+            known = any(key in lowered for key in self.keys)
+            if len(self._secret) < 10000:
+                self._secret[name] = known
+        return known
 
     def args(self, args: Any, param_names: Iterable[str] = ()) -> str:
         """Preview positional args; names (from the task signature) let positionals be redacted."""

@@ -19,7 +19,8 @@ from celery import signals
 from celery.exceptions import WorkerLostError
 
 from .activation import for_app
-from .recorder import RunHandle
+from .config import TaskPolicy
+from .recorder import Recorder, RunHandle
 
 logger = logging.getLogger("celery_watchdog")
 F = TypeVar("F", bound=Callable[..., None])
@@ -69,27 +70,38 @@ def _ours(name: str | None) -> bool:
     return name is not None and name.startswith("celery_watchdog.")
 
 
+# Per task object: (recorder, name, watched, policy), or None when it is not watched. The
+# prerun receiver runs once per task: this keeps it to one dict lookup and an object.
+_watching: dict[int, tuple[Recorder, str, bool, TaskPolicy] | None] = {}
+
+
+def _watching_of(task: Any) -> tuple[Recorder, str, bool, TaskPolicy] | None:
+    key = id(task)
+    if key in _watching:
+        return _watching[key]
+    wd = for_app(task.app)
+    name = task.name
+    info = None
+    if wd is not None and not _ours(name):
+        info = (wd.recorder, name, bool(getattr(task, "_watchdog_watched", False)), wd.policy(task))
+    _watching[key] = info
+    return info
+
+
 @_guarded
 def on_task_prerun(sender: Any = None, task_id: str = "", task: Any = None, **_: Any) -> None:
-    wd = for_app(task.app)
-    if wd is None or _ours(task.name):
+    info = _watching_of(task)
+    if info is None:
         return
+    recorder, name, watched, policy = info
     request = task.request
-    handle = RunHandle(
-        task_id,
-        task.name,
-        wd.recorder.hostname or request.hostname or "unknown",
-        getattr(task, "_watchdog_watched", False),
-        wd.policy(task),
-        wd.recorder.pid,
-        request,
-        task,
-    )
+    worker = recorder.hostname or request.hostname or "unknown"
+    handle = RunHandle(task_id, name, worker, watched, policy, recorder.pid, request, task)
     stack = getattr(_local, "stack", None)
     if stack is None:
         stack = _local.stack = []
     stack.append(handle)
-    wd.recorder.start_run(handle)
+    recorder.start_run(handle)
 
 
 @_guarded
@@ -101,18 +113,19 @@ def on_task_postrun(
     if not stack or stack[-1].task_id != task_id:
         return
     handle = stack.pop()
-    wd = for_app(task.app)
-    if wd is None:
+    info = _watching.get(id(task))
+    if info is None:
         return
+    recorder = info[0]
     if state is None:
         # The task was interrupted by SystemExit/KeyboardInterrupt (a SIGTERM from a revoke
         # or a hard time limit): the worker's main process reports how this run ended.
-        wd.recorder.forget(handle)
+        recorder.forget(handle)
         return
     outcome = _OUTCOMES.get(state, state.lower())
     # The result is previewed (redacted, cut) by the flusher, off this thread.
     result = retval if state == "SUCCESS" and not handle.error else None
-    wd.recorder.end_run(handle, state, outcome, handle.error, result)
+    recorder.end_run(handle, state, outcome, handle.error, result)
 
 
 def _describe(exc: BaseException | None) -> str:
