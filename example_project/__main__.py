@@ -9,7 +9,10 @@ from example_project import demo
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m example_project")
+    parser = argparse.ArgumentParser(
+        prog="python -m example_project",
+        epilog="WATCHDOG_DEMO_FAST=1 shortens the example's budgets (stuck after 8 s, not 15).",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("demo", help="run a worker, beat and a live watchdog view")
     run.add_argument(

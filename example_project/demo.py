@@ -1,15 +1,25 @@
 """``python -m example_project demo``: a worker, beat and a live watchdog view in one command.
 
 It starts (each in its own process group, logging to a temporary directory) an embedded Redis
-unless one is given, ``celery worker -P prefork -c 4`` and ``celery beat``; enqueues a mix of
-healthy, slow, stuck, crashing and failing tasks; then shows ``celery watchdog status`` and
-``celery watchdog tasks`` every few seconds. Ctrl-C or ``--duration`` stops everything.
+unless one is given, ``celery worker -P prefork -c 5`` and ``celery beat`` (which runs the
+watchdog's monitor pass, ``celery_watchdog.check``, every few seconds); enqueues a mix of
+healthy, slow, stuck, looping, crashing and failing tasks; then shows every few seconds
+``celery watchdog status``, ``tasks`` and ``dlq list``, what the monitor found and did (read
+from the worker log, where each check writes one JSON line per finding) and how the failed
+``charge_card`` is shown with its secret redacted. Ctrl-C or ``--duration`` stops everything.
+
+The ``celery watchdog`` commands run inside this process (the same code as the command line,
+output captured): on a small machine, starting a Python process per command every refresh
+would take the CPU the looping tasks are judged by.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,11 +30,17 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import click
+
 from celery_watchdog.embedded import RedisServer
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 REFRESH_SECONDS = 3.0
 STOP_TIMEOUT = 10.0
+# Five children: three example tasks hang or loop on purpose, and the monitor's own check
+# (a task like any other, sent by beat) still finds a free child while they do.
+CONCURRENCY = 5
+FINDINGS_SHOWN = 10
 
 _stop_requested = False  # set by the signal handler; see _interrupt()
 
@@ -90,48 +106,167 @@ def stop_process(name: str, proc: subprocess.Popen[bytes]) -> None:
     say(f"[demo] {name} stopped (exit code {proc.returncode})")
 
 
-def enqueue_mix() -> list[Any]:
-    """Send the mix of tasks; return their AsyncResults, which the caller keeps (see run())."""
+def enqueue_mix(results: list[Any]) -> dict[str, str]:
+    """Send the mix of tasks; their AsyncResults go to ``results``, which the caller keeps
+    (see run()); returns the task id of each task name (short name -> last id sent)."""
     # Imported here: the app reads REDIS_URL at import time, which run() has just set.
     from example_project import tasks
 
-    results: list[Any] = []
+    ids: dict[str, str] = {}
 
     def send(task: Any, **kwargs: Any) -> None:
         results.append(task.apply_async(kwargs=kwargs))
+        short = task.name.rsplit(".", 1)[-1]
+        ids[short] = results[-1].id
         shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-        say(f"[demo] enqueued {task.name.rsplit('.', 1)[-1]}({shown}) -> {results[-1].id}")
+        say(f"[demo] enqueued {short}({shown}) -> {results[-1].id}")
 
-    # Healthy work first: with 4 children and 3 tasks that hang, order decides what runs.
+    # Healthy work first: with 5 children and 3 tasks that hang, order decides what runs.
     for user_id in (1, 2, 3):
         send(tasks.send_welcome_email, user_id=user_id)
-    send(tasks.export_report, account_id=42, rows=200)
+    send(tasks.export_report, account_id=42, rows=300)  # ~16 s: slow past its 6 s budget
     send(tasks.export_report, account_id=7, rows=60)
     send(tasks.charge_card, account_id=42, amount=-5, card_token="tok_live_4242")
     send(tasks.resize_image, image_id=1001)
     send(tasks.sync_vendor, account_id=42)
     send(tasks.reindex, account_id=42)
     send(tasks.crunch_numbers)
-    return results
+    return ids
 
 
-def show(title: str, args: list[str], env: dict[str, str]) -> None:
+def celery_cli(args: list[str]) -> tuple[int, str]:
+    """``celery -A example_project ARGS`` run in this process: (exit code, stdout + stderr)."""
+    from celery.bin.celery import celery as celery_main
+
+    out = io.StringIO()
+    code: Any = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        try:
+            code = celery_main.main(
+                args=["-A", "example_project", *args], prog_name="celery", standalone_mode=False
+            )
+        except click.ClickException as exc:
+            exc.show()
+            code = exc.exit_code
+        except click.Abort:  # what click makes of a KeyboardInterrupt: Ctrl-C stops the demo
+            if _stop_requested:
+                raise KeyboardInterrupt from None
+            code = 1
+        except SystemExit as exc:
+            code = exc.code
+        except Exception as exc:  # keep the live view going: the next refresh may work
+            out.write(f"{type(exc).__name__}: {exc}\n")
+            code = 1
+    return (code if isinstance(code, int) else 0), out.getvalue()
+
+
+def show(args: list[str]) -> None:
     say(f"$ celery -A example_project {' '.join(args)}")
-    try:
-        done = subprocess.run(
-            celery_command(*args), cwd=PROJECT_ROOT, env=env, capture_output=True, timeout=30
-        )
-    except subprocess.TimeoutExpired:
-        say(f"[demo] `{title}` took more than 30s; skipped")
-        return
-    out = done.stdout.decode(errors="replace").strip()
-    if done.returncode != 0:
+    code, out = celery_cli(args)
+    out = out.strip()
+    if code not in (0, 1):
+        # 1 is "found something" for some commands; worse than that is shown as a failure.
         # Keep the live view going: the next refresh may well succeed (Redis restarting, ...).
-        err = done.stderr.decode(errors="replace").strip()
-        tail = "\n".join(f"{out}\n{err}".strip().splitlines()[-15:])
-        out = f"[demo] `{title}` failed (exit code {done.returncode}):\n{tail}"
+        tail = "\n".join(out.splitlines()[-15:])
+        out = f"[demo] `{' '.join(args)}` failed (exit code {code}):\n{tail}"
     say(out or "(no output)")
     say()
+
+
+def show_excerpt(args: list[str], fields: tuple[str, ...]) -> None:
+    """Some lines of a command's output: those starting with one of ``fields``."""
+    say(f"$ celery -A example_project {' '.join(args)}   (excerpt)")
+    code, out = celery_cli(args)
+    lines = [line for line in out.splitlines() if line.startswith(fields)]
+    say("\n".join(lines) if code == 0 and lines else out.strip() or "(no output)")
+    say()
+
+
+# A worker log line written by the `celery_watchdog` logger, e.g.
+# [2026-11-22 22:34:05,453: WARNING/ForkPoolWorker-1] celery_watchdog: {"kind": "stuck", ...}
+_MONITOR_LINE = re.compile(r"^\[(?P<at>[^\]]+?): \w+/[^\]]+\] celery_watchdog: (?P<text>.*)$")
+
+
+class MonitorLog:
+    """What the monitor found and did, read from the worker log as beat's checks write it.
+
+    Each finding is one JSON line on the ``celery_watchdog`` logger; other lines of that logger
+    (an action that failed, for instance) are kept as notes.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.partial = b""
+        self.entries: list[tuple[str, dict[str, Any] | str]] = []
+
+    def read_new(self) -> None:
+        try:
+            with open(self.path, "rb") as log:
+                log.seek(self.offset)
+                chunk = log.read()
+        except OSError:
+            return
+        self.offset += len(chunk)
+        *lines, self.partial = (self.partial + chunk).split(b"\n")
+        for raw in lines:
+            match = _MONITOR_LINE.match(raw.decode(errors="replace").rstrip("\r"))
+            if not match:
+                continue
+            at = match["at"].split(" ")[-1].split(",")[0]  # "2026-11-22 22:34:05,453" -> time
+            text = match["text"]
+            try:
+                finding = json.loads(text)
+            except ValueError:
+                finding = None
+            self.entries.append((at, finding if isinstance(finding, dict) else text))
+
+    def render(self, interval: float, states: dict[str, Any], limit: int = FINDINGS_SHOWN) -> str:
+        """The newest findings; ``states`` is ``watchdog tasks --json`` (each run's state now)."""
+        head = (
+            f"Monitor findings (beat runs celery_watchdog.check every {interval:g}s; "
+            f"read from the worker log, newest last):"
+        )
+        if not self.entries:
+            return f"{head}\n  none yet"
+        lines = [head]
+        if len(self.entries) > limit:
+            lines.append(f"  ... {len(self.entries) - limit} earlier")
+        for at, entry in self.entries[-limit:]:
+            lines += render_finding(at, entry, states)
+        return "\n".join(lines)
+
+
+def render_finding(at: str, entry: dict[str, Any] | str, states: dict[str, Any]) -> list[str]:
+    if isinstance(entry, str):
+        return [f"  {at}  note: {entry}"]
+    task = entry.get("task") or {}
+    action = str(entry.get("action") or "none")
+    if entry.get("detail"):
+        action += f" ({entry['detail']})"
+    lines = [
+        f"  {at}  {str(entry.get('kind', '?')).upper():9} {task.get('name')}[{task.get('id')}]",
+        f"            reason: {entry.get('reason')}",
+        f"            action: {action}",
+    ]
+    if entry.get("diagnosis"):
+        lines.append(f"            where it waits: {entry['diagnosis']}")
+    now = states.get(str(task.get("id")))
+    if isinstance(now, dict) and now.get("state"):
+        # What became of the run: a stopped one reads "REVOKED (terminated by signal 15)".
+        why = str(now.get("exception") or "").removeprefix("Revoked: ")
+        lines.append(f"            now:    {now['state']}" + (f" ({why})" if why else ""))
+    return lines
+
+
+def task_states() -> dict[str, Any]:
+    """``celery watchdog tasks --json``: each recent run's document by task id ({} on error)."""
+    code, out = celery_cli(["watchdog", "tasks", "--json"])
+    try:
+        states = json.loads(out) if code == 0 else {}
+    except ValueError:
+        return {}
+    return states if isinstance(states, dict) else {}
 
 
 def wait_for_worker(worker: subprocess.Popen[bytes], log_dir: Path, timeout: float = 30) -> bool:
@@ -182,20 +317,30 @@ def run(duration: float | None = None, redis_url: str | None = None) -> int:
         say(f"[demo] Redis: {redis_url}" + (" (embedded)" if redis_server else ""))
         say(f"[demo] logs: {log_dir}")
         node = f"demo-{uuid.uuid4().hex[:6]}@%h"
-        worker_args = ["worker", "-P", "prefork", "-c", "4", "-l", "INFO", "-n", node]
-        procs.append(("worker", start_celery("worker", worker_args, env, log_dir)))
+        worker_args = ["worker", "-P", "prefork", "-c", str(CONCURRENCY), "-l", "INFO"]
+        procs.append(("worker", start_celery("worker", [*worker_args, "-n", node], env, log_dir)))
+        if not wait_for_worker(procs[0][1], log_dir):
+            return 0 if _stop_requested else 1
+        # Beat once the worker consumes: the first checks it sends do not expire in the queue.
         schedule = str(log_dir / "celerybeat-schedule")  # not in the project directory
         beat_args = ["beat", "-l", "INFO", "-s", schedule]
         procs.append(("beat", start_celery("beat", beat_args, env, log_dir)))
-        if not wait_for_worker(procs[0][1], log_dir):
-            return 0 if _stop_requested else 1
-        results = enqueue_mix()
+        ids = enqueue_mix(results)
+        from example_project.celery import CHECK_INTERVAL
+
+        monitor_log = MonitorLog(log_dir / "worker.log")
         while not _stop_requested and (duration is None or time.monotonic() - started < duration):
             if sys.stdout.isatty():
                 say("\033[2J\033[H")  # clear the screen: a live view, not a scrolling log
             say(f"[demo] {time.monotonic() - started:.0f}s — Ctrl-C stops the demo")
-            show("watchdog status", ["watchdog", "status"], env)
-            show("watchdog tasks", ["watchdog", "tasks"], env)
+            show(["watchdog", "status"])
+            show(["watchdog", "tasks"])
+            show(["watchdog", "dlq", "list"])
+            monitor_log.read_new()
+            say(monitor_log.render(CHECK_INTERVAL, task_states()))
+            say()
+            fields = ("Task ", "State ", "Kwargs ", "Exception ")
+            show_excerpt(["watchdog", "task", ids["charge_card"]], fields)
             left = REFRESH_SECONDS if duration is None else duration - (time.monotonic() - started)
             _sleep(min(REFRESH_SECONDS, left))
     except KeyboardInterrupt:

@@ -2,11 +2,16 @@
 
 - ``send_welcome_email``: quick and fine.
 - ``export_report``: long, with steps and progress: *slow* at worst, never *stuck*.
-- ``sync_vendor``: waits forever on a network read without a timeout: *stuck*.
-- ``reindex``: sends heartbeats but its counter never moves: *stuck* (progress stalled).
-- ``crunch_numbers``: a busy loop with no heartbeat at all: runtime budgets catch it.
-- ``resize_image``: kills its own process: *lost*.
+- ``sync_vendor``: waits forever on a network read without a timeout: *stuck*, terminated and
+  dead-lettered; "where it waits" names the ``sock.recv`` line.
+- ``reindex``: sends heartbeats but redoes the same batch, its counter never moves: *stuck*
+  (progress stalled), terminated and dead-lettered; "where it waits": busy in a loop.
+- ``crunch_numbers``: a plain task (no heartbeat at all) in a busy loop: its ``hard_timeout``
+  (a policy in ``celery.py``) makes it *overtime*, terminated and dead-lettered.
+- ``resize_image``: kills its own process: *lost*, dead-lettered.
 - ``charge_card``: fails on bad input; its ``card_token`` shows as ``[redacted]``.
+
+The budgets are short so that the demo shows every verdict within a minute (see ``celery.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import threading
 import time
 
 from celery_watchdog import WatchedTask
-from example_project.celery import app
+from example_project.celery import STUCK_AFTER, app
 
 log = logging.getLogger(__name__)
 
@@ -66,29 +71,46 @@ def _silent_vendor_port() -> int:
         return _vendor_port
 
 
-@app.task(base=WatchedTask, bind=True, owner="integrations", alert_context=("account_id",))
+@app.task(
+    base=WatchedTask,
+    bind=True,
+    heartbeat_timeout=STUCK_AFTER,
+    owner="integrations",
+    alert_context=("account_id",),
+)
 def sync_vendor(self: WatchedTask, account_id: int) -> bytes:
     port = _silent_vendor_port()
     with self.step("call vendor API"):
-        self.heartbeat()
+        self.heartbeat()  # the last sign of life: the read below never returns
         sock = socket.create_connection(("127.0.0.1", port))
         sock.sendall(f"GET /accounts/{account_id} HTTP/1.0\r\n\r\n".encode())
         # The classic bug: no timeout on the socket, so this read blocks forever.
         return sock.recv(65536)
 
 
-@app.task(base=WatchedTask, bind=True, alert_context=("account_id",))
+def _score_batch(offset: int, size: int = 200_000) -> int:
+    """The CPU work of one reindex batch (stands in for tokenising and scoring documents)."""
+    score = 0
+    for i in range(size):
+        score += (offset + i) * (offset + i) % 7
+    return score
+
+
+@app.task(base=WatchedTask, bind=True, heartbeat_timeout=STUCK_AFTER, alert_context=("account_id",))
 def reindex(self: WatchedTask, account_id: int) -> None:
-    # Heartbeats keep arriving, but `processed` is stuck at 0: a loop that makes no progress.
+    # The bug: the offset is never advanced, so the loop redoes batch 0 for ever. Heartbeats
+    # keep arriving but `processed` stays at 0: the watchdog calls that a progress stall.
     # heartbeat() raises TaskCancelled once the watchdog stops the run, which ends the loop.
+    offset = 0
     while True:
-        time.sleep(0.5)
-        self.heartbeat(processed=0, total=1000)
+        _score_batch(offset)
+        self.heartbeat(processed=offset, total=1000)
 
 
 @app.task
 def crunch_numbers(seconds: float = 900.0) -> int:
-    # Burns CPU with no heartbeat; bounded so a forgotten worker does not spin for ever.
+    # Burns CPU and never reports progress: a plain task, watched without any code change.
+    # Bounded so that a forgotten worker does not spin for ever.
     deadline = time.monotonic() + seconds
     n = 0
     while time.monotonic() < deadline:
@@ -96,8 +118,13 @@ def crunch_numbers(seconds: float = 900.0) -> int:
     return n
 
 
-@app.task
+# acks_late=False: the message is acknowledged when the run starts, so when the process dies
+# nothing brings the run back by itself and the watchdog dead-letters it. (With acks_late alone
+# Celery acknowledges a run whose process died as well, unless task_reject_on_worker_lost is
+# set, which would redeliver this crasher again and again.)
+@app.task(acks_late=False)
 def resize_image(image_id: int) -> None:
+    time.sleep(1.0)  # opening the image ...
     log.warning("resize_image(%s): the image library crashes this process", image_id)
     os.kill(os.getpid(), signal.SIGKILL)
 

@@ -1,4 +1,5 @@
-"""``python -m example_project demo`` runs, shows the tasks and leaves no process behind."""
+"""``python -m example_project demo`` runs, shows the tasks and the monitor at work (a stuck task
+dead-lettered with where it waits) and leaves no process behind."""
 
 from __future__ import annotations
 
@@ -58,12 +59,28 @@ def kill_leftovers(redis_url: str) -> list[str]:
     return described
 
 
+def finding(output: str, kind: str, name: str, task_id: str) -> str:
+    """The last block the demo printed for one monitor finding (they repeat every refresh)."""
+    blocks = re.findall(
+        rf"^ +\S+ +{kind} +example_project\.tasks\.{name}\[{task_id}\]\n(?:(?: {{12}}).*\n)+",
+        output,
+        flags=re.MULTILINE,
+    )
+    assert blocks, (
+        f"no {kind} finding for {name}[{task_id}] in the demo's output:\n{output[-6000:]}"
+    )
+    return str(blocks[-1])
+
+
 @pytest.mark.timeout(120)
-def test_demo_runs_for_its_duration_shows_export_report_and_cleans_up() -> None:
+def test_demo_shows_the_monitor_dead_letter_a_stuck_task_and_cleans_up() -> None:
+    # WATCHDOG_DEMO_FAST: the example tasks hang for 8 s (not 15) before the monitor acts,
+    # and beat checks every 2 s: the stuck sync_vendor is dead-lettered ~15 s after the start.
+    env = {**demo_env(), "WATCHDOG_DEMO_FAST": "1"}
     done = subprocess.run(
-        [sys.executable, "-m", "example_project", "demo", "--duration", "20"],
+        [sys.executable, "-m", "example_project", "demo", "--duration", "35"],
         cwd=REPO_ROOT,
-        env=demo_env(),
+        env=env,
         capture_output=True,
         text=True,
         timeout=100,
@@ -71,6 +88,25 @@ def test_demo_runs_for_its_duration_shows_export_report_and_cleans_up() -> None:
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
     assert "export_report" in done.stdout
+    assert "$ celery -A example_project watchdog dlq list" in done.stdout
+    # The stuck vendor call: detected, stopped, dead-lettered, and where it waits is named.
+    sent = re.search(r"enqueued sync_vendor\(.*\) -> ([0-9a-f-]{36})", done.stdout)
+    assert sent, done.stdout[:3000]
+    sync_id = sent.group(1)
+    block = finding(done.stdout, "STUCK", "sync_vendor", sync_id)
+    assert "action: dead_lettered" in block, block
+    source = (REPO_ROOT / "example_project" / "tasks.py").read_text().splitlines()
+    recv_line = next(n for n, line in enumerate(source, 1) if "sock.recv(" in line)
+    where = (
+        "where it waits: blocked on a network read (socket.recv) "
+        f"in example_project/tasks.py:{recv_line},"
+    )
+    assert where in block, block
+    assert re.search(r"now: +REVOKED", block), block  # its child was terminated
+    dead = rf"^{sync_id[:8]} +example_project\.tasks\.sync_vendor +stuck "
+    assert re.search(dead, done.stdout, flags=re.MULTILINE), "sync_vendor not in `dlq list`"
+    # The failed charge is shown without its card token.
+    assert "'card_token': [redacted]" in done.stdout
     assert "embedded Redis stopped" in done.stdout
     url = demo_redis_url(done.stdout)
     assert not url.endswith(":6379/0")
