@@ -38,7 +38,7 @@ def _render(report: PassReport) -> str:
 def check(ctx: click.Context, as_json: bool) -> None:
     """Run one monitor pass: judge overdue runs, act once, print the findings."""
     session = open_session(ctx)
-    report = run_pass(session.wd, session.store)
+    report = run_pass(session.wd, session.store, log=False)
     echo_json(report.as_dict()) if as_json else click.echo(_render(report))
     ctx.exit(1 if report.findings or report.blind else 0)
 

@@ -50,7 +50,8 @@ def plan(kind: str, policy: TaskPolicy, run: Run, *, broker_redelivers: bool) ->
 
 
 class Handler:
-    def __init__(self, wd: Watchdog, store: Store, now: float) -> None:
+    def __init__(self, wd: Watchdog, store: Store, now: float, log: bool = True) -> None:
+        self.log = log
         self.wd = wd
         self.app = wd.app
         self.store = store
@@ -102,7 +103,8 @@ class Handler:
         )  # fmt: skip
         if self._events_on():
             self._safely(actions.announce, self.app, run, verdict)
-        logger.warning("celery_watchdog: %s", json.dumps(finding.as_dict(), default=str))
+        if self.log:  # the check command prints findings itself
+            logger.warning("celery_watchdog: %s", json.dumps(finding.as_dict(), default=str))
         return [finding]
 
     def _we_stopped(self, run: Run) -> bool:

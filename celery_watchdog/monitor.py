@@ -55,14 +55,16 @@ def blindness(last_pass: dict[str, str], now: float, interval: float) -> str | N
     return None
 
 
-def run_pass(wd: Watchdog, store: Store | None = None, limit: int = 1000) -> PassReport:
+def run_pass(
+    wd: Watchdog, store: Store | None = None, limit: int = 1000, log: bool = True
+) -> PassReport:
     started = time.monotonic()
     store = store or wd.store()
     now = store.now()
     report = PassReport(
         now=now, blind=blindness(store.last_pass(), now, wd.settings.check_interval)
     )
-    handler = Handler(wd, store, now)
+    handler = Handler(wd, store, now, log=log)
     workers = store.workers()
     alive = {w.hostname for w in workers if w.online}
     cpu = {(a.task_id, a.pid): a for w in workers for a in w.active}
