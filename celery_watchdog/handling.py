@@ -32,6 +32,20 @@ class Plan:
     why: str = ""
 
 
+def broker_redelivers(task: Any, conf: Any, worker_gone: bool) -> bool:
+    """Will the broker deliver a lost run's message again by itself?
+
+    Only an unacknowledged message comes back: ``acks_late`` and either the whole worker went
+    away (its connection with it) or ``reject_on_worker_lost`` requeues it when a child dies
+    (by default Celery acknowledges a WorkerLostError failure, and nothing comes back).
+    """
+    acks_late = bool(getattr(task, "acks_late", conf.task_acks_late))
+    if not acks_late:
+        return False
+    reject = getattr(task, "reject_on_worker_lost", None)
+    return worker_gone or bool(conf.task_reject_on_worker_lost if reject is None else reject)
+
+
 def plan(kind: str, policy: TaskPolicy, run: Run, *, broker_redelivers: bool) -> Plan:
     """What to do about one verdict: a pure decision, tested with plain values."""
     if kind in ("slow", "duplicate"):
@@ -66,9 +80,10 @@ class Handler:
             return []  # another monitor (or an earlier pass) already acted on it
         task = self.app.tasks.get(run.name)
         policy = self.wd.policy(task or run.name)
-        redelivers = bool(getattr(task, "acks_late", self.app.conf.task_acks_late))
+        redelivers = broker_redelivers(task, self.app.conf, worker_gone=end_lost)
         steps = plan(verdict.health, policy, run, broker_redelivers=redelivers)
         done, detail, new_id = [], steps.why, None
+        where = self.diagnose(run) if verdict.health in STOPPED else None
         if end_lost:
             self._end_lost(run, verdict)
         if steps.stop:
@@ -94,12 +109,15 @@ class Handler:
             if steps.then == "requeue":
                 detail = "could not requeue (no original message, or publish failed)"
             entry = dlq.make_entry(run, verdict, message, self.now, idempotent=policy.idempotent)
+            entry["diagnosis"] = where
             self.store.dlq_add(entry)
             done.append("dead_lettered")
+        if done:
+            self.store.mark_verdict(run.task_id, verdict.health, verdict.reason)
         finding = Finding(
             kind=verdict.health, reason=verdict.reason, run=run,
-            action=done[-1] if done else "none", detail=detail,
-            diagnosis=self.diagnose(run), new_task_id=new_id,
+            action=done[-1] if done else "none", actions=tuple(done), detail=detail,
+            diagnosis=where, new_task_id=new_id,
         )  # fmt: skip
         if self._events_on():
             self._safely(actions.announce, self.app, run, verdict)
@@ -112,7 +130,7 @@ class Handler:
 
     def diagnose(self, run: Run) -> str | None:
         """Where it waits (the stack its child took once quiet) and whether it burns CPU."""
-        if verdict_needs_no_diagnosis(run):
+        if not run.running:
             return None
         active = self.cpu.get((run.task_id, run.pid))
         frames = diagnosis.frames_from_json(json.loads(run.stack)) if run.stack else None
@@ -166,10 +184,6 @@ class Handler:
         except Exception as exc:
             logger.warning("celery_watchdog: %s failed: %s", fn.__name__, exc)
             return False
-
-
-def verdict_needs_no_diagnosis(run: Run) -> bool:
-    return not run.running
 
 
 def _as_lost(base: Run, info: dict[str, Any], worker: str, slot: str) -> Run:

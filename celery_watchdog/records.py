@@ -67,6 +67,8 @@ class Run:
     result: str | None = None
     outcome: str | None = None
     stack: str | None = None  # JSON frames of the task's thread, taken once it went quiet
+    verdict: str | None = None  # what the monitor concluded and acted on, kept once it ended
+    verdict_reason: str | None = None
     deadline: float | None = None
     times: Mapping[str, float] = field(default_factory=dict)
 
@@ -124,6 +126,8 @@ class Run:
             result=_s(task, "result") if not run else None,
             outcome=_s(task, "outcome") if not run else None,
             stack=_s(run, "stack"),
+            verdict=_s(task, "verdict"),
+            verdict_reason=_s(task, "verdict_reason"),
             deadline=deadline,
             times=times,
         )
@@ -271,7 +275,8 @@ class Finding:
     kind: str  # the verdict: stuck | slow | overtime | lost | poison | duplicate
     reason: str
     run: Run
-    action: str  # revoked | requeued | dead_lettered | none (what the system did)
+    action: str  # the last of ``actions``: revoked | requeued | dead_lettered | none
+    actions: tuple[str, ...] = ()  # everything the system did, in order
     detail: str = ""  # e.g. the new task id, why nothing was done
     diagnosis: str | None = None  # where it waits, CPU busy or idle
     new_task_id: str | None = None
@@ -281,6 +286,7 @@ class Finding:
             "kind": self.kind,
             "reason": self.reason,
             "action": self.action,
+            "actions": list(self.actions),
             "detail": self.detail,
             "diagnosis": self.diagnosis,
             "new_task_id": self.new_task_id,

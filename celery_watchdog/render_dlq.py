@@ -58,6 +58,7 @@ def show_text(entry: DeadLetter, doc: Mapping[str, Any], now: float) -> str:
     pairs: list[tuple[str, object]] = [
         ("Task", f"{entry.task_id}  {entry.name}"),
         ("Verdict", entry.verdict + (f": {entry.reason}" if entry.reason else "")),
+        ("Where it waited", entry.diagnosis),
         ("State", _state(entry, now)),
         ("Replayable", "yes" if entry.replayable else f"no: {NOT_REPLAYABLE}"),
         ("Queue", entry.queue),

@@ -172,6 +172,8 @@ def health(
     verdict = lost(run, policy, now, worker_alive)
     if verdict:
         return verdict
+    if not run.running and run.verdict:
+        return Verdict(run.verdict, run.verdict_reason or "")  # what the monitor acted on
     if run.running and copies > 1:
         return Verdict("duplicate", f"the same task id is running {copies} times at once")
     for rule in _ORDERED:

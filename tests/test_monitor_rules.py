@@ -96,3 +96,35 @@ def test_the_watchdog_is_blind_after_three_intervals_without_a_pass() -> None:
     reason = blindness({"at": "1000"}, now=1031, interval=10)
     assert reason and "no monitor pass for 31s" in reason
     assert "ever completed" in (blindness({}, now=1, interval=10) or "")
+
+
+class Conf:
+    def __init__(self, acks_late: bool, reject: bool) -> None:
+        self.task_acks_late = acks_late
+        self.task_reject_on_worker_lost = reject
+
+
+class Task:
+    acks_late = None
+    reject_on_worker_lost = None
+
+
+def test_only_an_unacknowledged_message_comes_back_by_itself() -> None:
+    from celery_watchdog.handling import broker_redelivers
+
+    task = Task()
+    task.acks_late = True  # type: ignore[assignment]
+    assert broker_redelivers(task, Conf(True, False), worker_gone=True)
+    assert not broker_redelivers(task, Conf(True, False), worker_gone=False)  # acked as failed
+    assert broker_redelivers(task, Conf(True, True), worker_gone=False)
+    task.acks_late = False  # type: ignore[assignment]
+    assert not broker_redelivers(task, Conf(False, True), worker_gone=True)
+
+
+def test_a_finished_run_keeps_the_verdict_the_monitor_acted_on() -> None:
+    from dataclasses import replace
+
+    done = replace(RUN, state="REVOKED", finished=2000.0, verdict="stuck",
+                   verdict_reason="no heartbeat for 20s")  # fmt: skip
+    verdict = health(done, TaskPolicy(), now=3000)
+    assert (verdict.health, verdict.reason) == ("stuck", "no heartbeat for 20s")

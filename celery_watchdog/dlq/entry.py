@@ -77,6 +77,7 @@ class DeadLetter:
     state: str = "dead"
     verdict: str = ""
     reason: str = ""
+    diagnosis: str | None = None
     queue: str | None = None
     message: dict[str, Any] | None = None
     args: str = ""

@@ -130,7 +130,7 @@ for _, e in ipairs(batch.events) do
       hset_given(tk, fields)
       redis.call('HSETNX', tk, 'deliveries', 1)
       redis.call('HDEL', tk, 'succeeded', 'failed', 'retried', 'revoked', 'exception',
-                 'traceback', 'result', 'runtime')
+                 'traceback', 'result', 'runtime', 'verdict', 'verdict_reason')
       redis.call('SADD', p .. ':runs:' .. e.id, runkey)
       redis.call('EXPIRE', p .. ':runs:' .. e.id, cfg.running_ttl)
       redis.call('SADD', p .. ':host:' .. e.worker, runkey)

@@ -48,6 +48,12 @@ class MonitorStore(RunStore):
         """True for exactly one caller per ``what``, however many monitors run at once."""
         return bool(self.r.set(f"{self.p}:claim:{what}", "1", nx=True, ex=ttl))
 
+    def mark_verdict(self, task_id: str, kind: str, reason: str) -> None:
+        """Keep the verdict on the task document, so it still shows once the run ended."""
+        key = f"{self.p}:task:{task_id}"
+        if self.r.exists(key):
+            self.r.hset(key, mapping={"verdict": kind, "verdict_reason": reason})
+
     def claimed(self, what: str) -> bool:
         return bool(self.r.exists(f"{self.p}:claim:{what}"))
 
