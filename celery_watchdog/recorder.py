@@ -18,176 +18,16 @@ import json
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
-from threading import get_ident
 from typing import Any
 
-from . import diagnosis, rules
-from .config import TaskPolicy
+from . import diagnosis
+from .handle import RunHandle, monotonic, trim
 from .redact import Redactor
 from .store import Limits, Store
 
 logger = logging.getLogger("celery_watchdog")
-monotonic = time.monotonic
 CHUNK = 500  # events per script call
-
-
-class RunHandle:
-    """A run in progress in this process; ``WatchedTask`` mutates it, the flusher reads it."""
-
-    __slots__ = (
-        "cancelled",
-        "details",
-        "dirty",
-        "end",
-        "error",
-        "last_heartbeat",
-        "last_progress",
-        "name",
-        "new",
-        "pid",
-        "policy",
-        "processed",
-        "request",
-        "slot",
-        "stack",
-        "stack_at",
-        "started",
-        "step",
-        "step_started",
-        "step_timeout",
-        "task",
-        "task_id",
-        "thread_id",
-        "total",
-        "watched",
-        "worker",
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        task_id: str,
-        name: str,
-        worker: str,
-        watched: bool,
-        policy: TaskPolicy,
-        pid: int,
-        request: Any = None,
-        task: Any = None,
-    ) -> None:
-        self.task_id = task_id
-        self.name = name
-        self.worker = worker
-        self.pid = pid
-        self.thread_id = get_ident()
-        # Runs are keyed by (task id, host, slot): a threads pool runs several in one process.
-        self.slot = str(pid) if self.thread_id == _main_ident() else f"{pid}.{self.thread_id}"
-        self.watched = watched
-        self.policy = policy
-        self.request = request  # the task's Context: queue, eta, args… read at flush time
-        self.task = task
-        self.end: tuple[float, str, str, dict[str, str] | None, Any] | None = None
-        self.stack: str | None = None  # JSON frames of the task's thread once it went quiet
-        self.stack_at: float | None = None
-        self.started = monotonic()
-        self.last_heartbeat: float | None = None
-        self.last_progress = self.started
-        self.step: str | None = None
-        self.step_started: float | None = None
-        self.step_timeout: float | None = None
-        self.processed: int | None = None
-        self.total: int | None = None
-        self.details: dict[str, Any] | None = None
-        self.dirty = True
-        self.new = True
-        self.cancelled = False
-        self.error: dict[str, str] | None = None  # set by task_failure/task_retry, read at end
-
-    def message_fields(self, params: list[str], redactor: Redactor) -> dict[str, Any]:
-        """What the first event of a run says about its message (previews redacted)."""
-        r = self.request
-        if r is None:
-            return {}
-        delivery = getattr(r, "delivery_info", None) or {}
-        return {
-            "queue": delivery.get("routing_key") or delivery.get("exchange"),
-            "eta": _iso(getattr(r, "eta", None)),
-            "expires": _iso(getattr(r, "expires", None)),
-            "retries": getattr(r, "retries", None),
-            "root_id": getattr(r, "root_id", None),
-            "parent_id": getattr(r, "parent_id", None),
-            "args": redactor.args(getattr(r, "args", None) or (), params),
-            "kwargs": redactor.kwargs(getattr(r, "kwargs", None) or {}),
-        }
-
-    def as_event(self, now: float, redactor: Redactor) -> dict[str, Any]:
-        return {
-            "kind": "run",
-            "id": self.task_id,
-            "name": self.name,
-            "worker": self.worker,
-            "pid": self.pid,
-            "slot": self.slot,
-            "watched": self.watched,
-            "new": self.new,
-            "deadline_in": self.deadline() - now,
-            "started_age": now - self.started,
-            "hb_age": None if self.last_heartbeat is None else now - self.last_heartbeat,
-            "progress_age": now - self.last_progress,
-            "step": self.step,
-            "step_age": None if self.step_started is None else now - self.step_started,
-            "step_timeout": self.step_timeout,
-            "processed": self.processed,
-            "total": self.total,
-            "details": _json_details(self.details, redactor),
-            "stack": self.stack,
-            "stack_age": None if self.stack_at is None else now - self.stack_at,
-        }
-
-    def deadline(self) -> float:
-        """When this run next becomes suspect, on this process's monotonic clock."""
-        return rules.deadline(
-            self.policy,
-            started=self.started,
-            last_progress=self.last_progress,
-            step_started=self.step_started,
-            step_timeout=self.step_timeout,
-            watched=self.watched,
-        )
-
-
-_main: list[int] = []
-
-
-def _main_ident() -> int:
-    if not _main:
-        _main.append(threading.main_thread().ident or 0)
-    return _main[0]
-
-
-def _iso(value: Any) -> Any:
-    return value.isoformat() if hasattr(value, "isoformat") else value
-
-
-def _tail(text: str, limit: int) -> str:
-    """Keep the end of a traceback (where the error is), the start of a message."""
-    if len(text) <= limit:
-        return text
-    return "…" + text[-limit:] if "\n" in text else text[:limit] + "…"
-
-
-def _trim(event: dict[str, Any]) -> dict[str, Any]:
-    for key in ("exception", "traceback"):
-        if event.get(key) is not None:
-            event[key] = _tail(str(event[key]), 500 if key == "exception" else 4000)
-    return event
-
-
-def _json_details(details: dict[str, Any] | None, redactor: Redactor) -> str | None:
-    if not details:
-        return None
-    return json.dumps(redactor.mapping(details))
 
 
 class Recorder:
@@ -272,7 +112,7 @@ class Recorder:
             event.update(h.message_fields(self.param_names(h.task), self.redactor))
         if h.watched:
             event.update(step=h.step, processed=h.processed, total=h.total)
-        return _trim(event)
+        return trim(event)
 
     def add(self, event: dict[str, Any]) -> None:
         """Queue an event; ``at`` is a monotonic stamp turned into an age at flush time."""
@@ -414,7 +254,7 @@ class Recorder:
     def _prepare(self, event: dict[str, Any], now: float) -> dict[str, Any]:
         out = {k: v for k, v in event.items() if v is not None and k != "at"}
         out["age"] = now - event["at"]
-        return _trim(out)
+        return trim(out)
 
     def param_names(self, task: Any) -> list[str]:
         name = getattr(task, "name", None)

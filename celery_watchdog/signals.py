@@ -20,7 +20,8 @@ from celery.exceptions import WorkerLostError
 
 from .activation import for_app
 from .config import TaskPolicy
-from .recorder import Recorder, RunHandle
+from .handle import RunHandle
+from .recorder import Recorder
 
 logger = logging.getLogger("celery_watchdog")
 F = TypeVar("F", bound=Callable[..., None])

@@ -14,7 +14,7 @@ from typing import Any
 
 from celery import Task
 
-from .recorder import monotonic
+from .handle import monotonic
 from .signals import current_handle
 
 
