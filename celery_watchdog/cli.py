@@ -39,7 +39,8 @@ class WatchdogError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        # click >= 8.5 types exit_code as a ClassVar; click reads it from the instance.
+        setattr(self, "exit_code", exit_code)  # noqa: B010
 
 
 @dataclass
