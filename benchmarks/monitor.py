@@ -128,7 +128,7 @@ class CallTimer:
 
     def __init__(self) -> None:
         self.calls: dict[str, list[float]] = {}
-        self.nested: set[str] = set()
+        self.nested: dict[str, str] = {}  # label -> the label of the call it runs inside
 
     def _wrap(self, label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         perf = time.perf_counter
@@ -145,18 +145,18 @@ class CallTimer:
         return timed
 
     @contextmanager
-    def patched(self, targets: list[tuple[Any, str, str, bool]]) -> Iterator[CallTimer]:
+    def patched(self, targets: list[tuple[Any, str, str, str | None]]) -> Iterator[CallTimer]:
         saved = []
-        for obj, attr, label, nested in targets:
+        for obj, attr, label, parent in targets:
             own = obj.__dict__.get(attr, _MISSING)
             original = getattr(obj, attr)
-            wrapped = self._wrap(label, original)
+            wrapped: Any = self._wrap(label, original)
             if isinstance(own, (classmethod, staticmethod)):
-                wrapped = staticmethod(wrapped)  # type: ignore[assignment]
+                wrapped = staticmethod(wrapped)  # the bound original already carries its class
             setattr(obj, attr, wrapped)
             saved.append((obj, attr, own))
-            if nested:
-                self.nested.add(label)
+            if parent:
+                self.nested[label] = parent
         try:
             yield self
         finally:
@@ -173,13 +173,18 @@ class CallTimer:
             for label, (n, t) in self.calls.items()
             if n
         ]
-        rows.sort(key=lambda r: -r[2])
-        top = sum(r[2] for r in rows if r[0] not in self.nested)
+        top_rows = sorted((r for r in rows if r[0] not in self.nested), key=lambda r: -r[2])
+        ordered = []
+        for row in top_rows:
+            ordered.append(row)
+            ordered += [r for r in rows if self.nested.get(r[0]) == row[0]]
+        rows = ordered
+        top = sum(r[2] for r in top_rows)
         rows.append(("everything else (Python in run_pass/Handler)", 0, total * 1000 - top, 0.0))
         return rows
 
 
-def _targets(store: Any, app: Any) -> list[tuple[Any, str, str, bool]]:
+def _targets(store: Any, app: Any) -> list[tuple[Any, str, str, str | None]]:
     from celery_watchdog import dlq, handling, records, rules
 
     logger = logging.getLogger("celery_watchdog")
@@ -189,17 +194,22 @@ def _targets(store: Any, app: Any) -> list[tuple[Any, str, str, bool]]:
         "terminating_add", "message", "dlq_add", "reschedule", "lost_pending", "lost_done",
         "record_pass", "runs_of_host", "mark_verdict",
     ]  # fmt: skip
-    targets: list[tuple[Any, str, str, bool]] = [
-        (store, n, f"Store.{n}", False) for n in names if hasattr(store, n)
+    targets: list[tuple[Any, str, str, str | None]] = [
+        (store, n, f"Store.{n}", None) for n in names if hasattr(store, n)
     ]
     targets += [
-        (app.control, "revoke", "app.control.revoke (kombu broadcast publish)", False),
-        (rules, "health", "rules.health", False),
-        (dlq, "make_entry", "dlq.make_entry", False),
-        (handling.Handler, "diagnose", "Handler.diagnose", False),
-        (records.Finding, "as_dict", "Finding.as_dict (for the log line)", False),
-        (logger, "warning", "logger.warning (one JSON line per finding)", False),
-        (records.WorkerInfo, "from_doc", "  in workers(): WorkerInfo.from_doc (json.loads)", True),
+        (app.control, "revoke", "app.control.revoke (kombu broadcast publish)", None),
+        (rules, "health", "rules.health", None),
+        (dlq, "make_entry", "dlq.make_entry", None),
+        (handling.Handler, "diagnose", "Handler.diagnose", None),
+        (records.Finding, "as_dict", "Finding.as_dict (for the log line)", None),
+        (logger, "warning", "logger.warning (one JSON line per finding)", None),
+        (
+            records.WorkerInfo,
+            "from_doc",
+            "  in workers(): WorkerInfo.from_doc (json.loads)",
+            "Store.workers",
+        ),
     ]
     return targets
 
