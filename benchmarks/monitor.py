@@ -189,10 +189,11 @@ def _targets(store: Any, app: Any) -> list[tuple[Any, str, str, str | None]]:
 
     logger = logging.getLogger("celery_watchdog")
     names = [
-        "now", "last_pass", "workers", "terminating_due", "is_running", "terminating_done",
-        "due", "budgets", "runtimes", "save_budgets", "claim", "claimed", "request_cancel",
-        "terminating_add", "message", "dlq_add", "reschedule", "lost_pending", "lost_done",
-        "record_pass", "runs_of_host", "mark_verdict",
+        "now", "last_pass", "workers", "online_workers", "offline_workers", "terminating_due",
+        "running_many", "terminating_done", "due", "budgets", "runtimes", "save_budgets",
+        "claim_many", "claimed_many", "stop_many", "messages", "cpu_of", "dlq_add_many",
+        "mark_verdicts", "reschedule_many", "lost_pending", "lost_done", "record_pass",
+        "runs_of_host", "write_batch",
     ]  # fmt: skip
     targets: list[tuple[Any, str, str, str | None]] = [
         (store, n, f"Store.{n}", None) for n in names if hasattr(store, n)
@@ -201,7 +202,7 @@ def _targets(store: Any, app: Any) -> list[tuple[Any, str, str, str | None]]:
         (app.control, "revoke", "app.control.revoke (kombu broadcast publish)", None),
         (rules, "health", "rules.health", None),
         (dlq, "make_entry", "dlq.make_entry", None),
-        (handling.Handler, "diagnose", "Handler.diagnose", None),
+        (handling.Handler, "_diagnose", "Handler._diagnose", None),
         (records.Finding, "as_dict", "Finding.as_dict (for the log line)", None),
         (logger, "warning", "logger.warning (one JSON line per finding)", None),
         (

@@ -10,25 +10,19 @@ import logging
 from celery import Celery
 
 from .records import Run, Verdict
-from .store import Store
 
 logger = logging.getLogger("celery_watchdog")
 CANCEL_TTL = 3600
 
 
-def cancel(store: Store, run: Run) -> None:
-    """The cooperative stop: the run's next ``heartbeat()`` raises TaskCancelled (every pool)."""
-    store.request_cancel(run.task_id, ttl=CANCEL_TTL)
+def terminate(app: Celery, task_ids: list[str], worker: str | None, signal: str) -> None:
+    """Ask one worker to signal the children running these ids (prefork; others log, go on).
 
-
-def terminate(app: Celery, run: Run, signal: str = "SIGTERM") -> None:
-    """Ask the run's worker to signal the child running it (prefork; others log and go on).
-
-    The revoke goes to that worker only, so other workers keep no record of the id; a requeue
-    publishes under a new id anyway.
+    The revoke goes to that worker only, so other workers keep no record of the ids; a
+    requeue publishes under a new id anyway. One broadcast for the whole list.
     """
-    destination = [run.worker] if run.worker else None
-    app.control.revoke(run.task_id, terminate=True, signal=signal, destination=destination)
+    destination = [worker] if worker else None
+    app.control.revoke(task_ids, terminate=True, signal=signal, destination=destination)
 
 
 def announce(app: Celery, run: Run, verdict: Verdict) -> None:

@@ -1,10 +1,8 @@
-"""From a verdict to actions, exactly once: plan (pure) -> claim -> act -> record -> log.
+"""From verdicts to actions, exactly once, for a whole pass at a time.
 
-Stuck, overtime and poison runs are stopped (cooperative cancel flag + SIGTERM, SIGKILL after
-``watchdog_terminate_grace``) when ``on_stuck="revoke"``, then requeued when the task is
-idempotent and its delivery budget allows, else dead-lettered. Lost runs are requeued or
-dead-lettered the same way, unless the broker redelivers them itself (``acks_late``). Slow and
-duplicate runs are only reported.
+claim (one round trip for all) -> plan (pure, :mod:`.plans`) -> act -> record -> log. Every
+step works on the batch, so a pass costs a handful of Redis round trips and one revoke per
+worker, not ten round trips per due run.
 """
 
 from __future__ import annotations
@@ -12,166 +10,193 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import actions, diagnosis, dlq
 from .activation import Watchdog
-from .config import TaskPolicy
-from .records import ActiveRequest, Finding, Run, Verdict
+from .plans import STOPPED, Plan, broker_redelivers, plan
+from .records import Finding, Run, Verdict
 from .store import Store
 
 logger = logging.getLogger("celery_watchdog")
-STOPPED = frozenset({"stuck", "overtime", "poison"})
 
 
-@dataclass(frozen=True)
-class Plan:
-    stop: bool  # cancel flag + terminate
-    then: str  # "requeue" | "dead_letter" | "none"
-    why: str = ""
+@dataclass
+class Case:
+    """One verdict on its way through the pass."""
 
+    run: Run
+    verdict: Verdict
+    worker_gone: bool = False  # its worker stopped reporting: record the end here
+    steps: Plan = Plan(False, "none")
+    idempotent: bool = False
+    message: dict[str, Any] | None = None
+    done: list[str] = field(default_factory=list)
+    detail: str = ""
+    new_id: str | None = None
+    where: str | None = None
 
-def broker_redelivers(task: Any, conf: Any, worker_gone: bool) -> bool:
-    """Will the broker deliver a lost run's message again by itself?
-
-    Only an unacknowledged message comes back: ``acks_late`` and either the whole worker went
-    away (its connection with it) or ``reject_on_worker_lost`` requeues it when a child dies
-    (by default Celery acknowledges a WorkerLostError failure, and nothing comes back).
-    """
-    acks_late = bool(getattr(task, "acks_late", conf.task_acks_late))
-    if not acks_late:
-        return False
-    reject = getattr(task, "reject_on_worker_lost", None)
-    return worker_gone or bool(conf.task_reject_on_worker_lost if reject is None else reject)
-
-
-def plan(kind: str, policy: TaskPolicy, run: Run, *, broker_redelivers: bool) -> Plan:
-    """What to do about one verdict: a pure decision, tested with plain values."""
-    if kind in ("slow", "duplicate"):
-        return Plan(False, "none", f"{kind} runs are reported, never stopped")
-    if kind in STOPPED and policy.on_stuck == "alert":
-        return Plan(False, "none", 'on_stuck="alert": reported only')
-    stop = kind in STOPPED
-    if kind == "lost" and broker_redelivers:
-        return Plan(False, "none", "acks_late: the broker delivers it again by itself")
-    if kind != "poison" and policy.idempotent and run.deliveries < policy.max_deliveries:
-        return Plan(stop, "requeue", "idempotent, delivery budget left")
-    if kind == "poison":
-        return Plan(stop, "dead_letter", "delivered too often: kept for inspection, not retried")
-    why = "not idempotent" if not policy.idempotent else "delivery budget used up"
-    return Plan(stop, "dead_letter", why)
+    @property
+    def claim(self) -> str:
+        kind = self.verdict.health
+        return f"{kind}:{self.run.task_id if kind == 'duplicate' else self.run.run_key}"
 
 
 class Handler:
     def __init__(self, wd: Watchdog, store: Store, now: float, log: bool = True) -> None:
-        self.log = log
         self.wd = wd
         self.app = wd.app
         self.store = store
         self.now = now
-        self.cpu: dict[tuple[str, int | None], ActiveRequest] = {}
+        self.log = log
 
-    def handle(self, run: Run, verdict: Verdict, end_lost: bool = False) -> list[Finding]:
-        claim = run.task_id if verdict.health == "duplicate" else run.run_key
-        if verdict.health == "lost" and self._we_stopped(run):
-            return []  # it died of our own SIGKILL: its stop was already handled and reported
-        if not self.store.claim(f"{verdict.health}:{claim}"):
-            return []  # another monitor (or an earlier pass) already acted on it
-        task = self.app.tasks.get(run.name)
-        policy = self.wd.policy(task or run.name)
-        redelivers = broker_redelivers(task, self.app.conf, worker_gone=end_lost)
-        steps = plan(verdict.health, policy, run, broker_redelivers=redelivers)
-        done, detail, new_id = [], steps.why, None
-        where = self.diagnose(run) if verdict.health in STOPPED else None
-        if end_lost:
-            self._end_lost(run, verdict)
-        if steps.stop:
-            actions.cancel(self.store, run)
-            self._safely(actions.terminate, self.app, run)
-            grace = self.now + self.wd.settings.terminate_grace
-            info = {"task_id": run.task_id, "worker": run.worker}
-            self.store.terminating_add(run.run_key, grace, info)
-            done.append("revoked")
-        message = self.store.message(run.task_id) if steps.then != "none" else None
-        if steps.then == "requeue" and message and message.get("body"):
+    def handle_all(self, verdicts: list[tuple[Run, Verdict, bool]]) -> list[Finding]:
+        cases = self._claimed([Case(run, verdict, gone) for run, verdict, gone in verdicts])
+        if not cases:
+            return []
+        for c in cases:
+            task = self.app.tasks.get(c.run.name)
+            policy = self.wd.policy(task or c.run.name)
+            c.idempotent = policy.idempotent
+            redelivers = broker_redelivers(task, self.app.conf, worker_gone=c.worker_gone)
+            c.steps = plan(c.verdict.health, policy, c.run, broker_redelivers=redelivers)
+            c.detail = c.steps.why
+        self._end_lost([c for c in cases if c.worker_gone])
+        self._stop([c for c in cases if c.steps.stop])
+        self._diagnose([c for c in cases if c.verdict.health in STOPPED])
+        moving = [c for c in cases if c.steps.then != "none"]
+        for c, message in zip(
+            moving, self.store.messages([c.run.task_id for c in moving]), strict=True
+        ):
+            c.message = message
+        self._requeue([c for c in moving if c.steps.then == "requeue"])
+        self._dead_letter([c for c in moving if c.steps.then == "dead_letter" or not c.new_id])
+        self.store.mark_verdicts(
+            [(c.run.task_id, c.verdict.health, c.verdict.reason) for c in cases if c.done]
+        )
+        return [self._report(c) for c in cases]
+
+    def _claimed(self, cases: list[Case]) -> list[Case]:
+        """Drop what another monitor (or an earlier pass) already acted on, and deaths we caused."""
+        lost = [c for c in cases if c.verdict.health == "lost"]
+        if lost:
+            kinds = sorted(STOPPED)
+            flags = self.store.claimed_many([f"{k}:{c.run.run_key}" for c in lost for k in kinds])
+            ours = {
+                id(c)
+                for i, c in enumerate(lost)
+                if any(flags[i * len(kinds) : (i + 1) * len(kinds)])
+            }  # it died of our own SIGKILL: its stop was already handled and reported
+            cases = [c for c in cases if id(c) not in ours]
+        won = self.store.claim_many([c.claim for c in cases])
+        return [c for c, ok in zip(cases, won, strict=True) if ok]
+
+    def _end_lost(self, cases: list[Case]) -> None:
+        """Record the end of runs whose worker vanished (they then sit in the lost queue)."""
+        events = [
+            {"kind": "end", "id": c.run.task_id, "name": c.run.name, "worker": c.run.worker,
+             "pid": c.run.pid, "slot": c.run.slot or str(c.run.pid), "guess": True,
+             "state": "FAILURE", "outcome": "lost", "exception": c.verdict.reason, "age": 0.0}
+            for c in cases
+        ]  # fmt: skip
+        if events:
+            self.store.write_batch(events, [], self.wd.recorder.limits)
+
+    def _stop(self, cases: list[Case]) -> None:
+        """Cancel flag (every pool) + SIGTERM now (prefork), SIGKILL after the grace."""
+        if not cases:
+            return
+        grace = self.now + self.wd.settings.terminate_grace
+        self.store.stop_many([(c.run.run_key, c.run.task_id, c.run.worker) for c in cases], grace)
+        self._revoke({(c.run.worker, c.run.task_id) for c in cases}, "SIGTERM")
+        for c in cases:
+            c.done.append("revoked")
+
+    def _revoke(self, targets: set[tuple[str | None, str]], signal: str) -> None:
+        by_worker: dict[str | None, list[str]] = defaultdict(list)
+        for worker, task_id in targets:
+            by_worker[worker].append(task_id)
+        for worker, task_ids in by_worker.items():
+            self._safely(actions.terminate, self.app, task_ids, worker, signal)
+
+    def _diagnose(self, cases: list[Case]) -> None:
+        """Where it waits (the stack its child took once quiet) and whether it burns CPU."""
+        running = [c for c in cases if c.run.running]
+        cpu = self.store.cpu_of([(c.run.worker or "", c.run.task_id, c.run.pid) for c in running])
+        for c in running:
+            stack = c.run.stack
+            frames = diagnosis.frames_from_json(json.loads(stack)) if stack else None
+            c.where = diagnosis.summarise(frames, cpu.get((c.run.task_id, c.run.pid)))
+
+    def _requeue(self, cases: list[Case]) -> None:
+        for c in cases:
+            if not (c.message and c.message.get("body")):
+                c.detail = "could not requeue: its original message was not kept"
+                continue
             new_id = str(uuid.uuid4())
             published = self._safely(
-                dlq.publish_original, self.app, run.task_id, message, new_id=new_id,
+                dlq.publish_original, self.app, c.run.task_id, c.message, new_id=new_id,
                 marker="watchdog_requeue_of",
             )  # fmt: skip
             if published is False:
-                new_id = None
-            else:
-                done.append("requeued")
-                detail = f"requeued as {new_id} ({steps.why})"
-        if steps.then == "dead_letter" or (steps.then == "requeue" and not new_id):
-            if steps.then == "requeue":
-                detail = "could not requeue (no original message, or publish failed)"
-            entry = dlq.make_entry(run, verdict, message, self.now, idempotent=policy.idempotent)
-            entry["diagnosis"] = where
-            self.store.dlq_add(entry)
-            done.append("dead_lettered")
-        if done:
-            self.store.mark_verdict(run.task_id, verdict.health, verdict.reason)
+                c.detail = "could not requeue: publish failed"
+                continue
+            c.new_id = new_id
+            c.done.append("requeued")
+            c.detail = f"requeued as {new_id} ({c.steps.why})"
+
+    def _dead_letter(self, cases: list[Case]) -> None:
+        entries = []
+        for c in cases:
+            entry = dlq.make_entry(c.run, c.verdict, c.message, self.now, idempotent=c.idempotent)
+            entry["diagnosis"] = c.where
+            entries.append(entry)
+            c.done.append("dead_lettered")
+        self.store.dlq_add_many(entries)
+
+    def _report(self, c: Case) -> Finding:
         finding = Finding(
-            kind=verdict.health, reason=verdict.reason, run=run,
-            action=done[-1] if done else "none", actions=tuple(done), detail=detail,
-            diagnosis=where, new_task_id=new_id,
+            kind=c.verdict.health, reason=c.verdict.reason, run=c.run,
+            action=c.done[-1] if c.done else "none", actions=tuple(c.done), detail=c.detail,
+            diagnosis=c.where, new_task_id=c.new_id,
         )  # fmt: skip
         if self._events_on():
-            self._safely(actions.announce, self.app, run, verdict)
+            self._safely(actions.announce, self.app, c.run, c.verdict)
         if self.log:  # the check command prints findings itself
             logger.warning("celery_watchdog: %s", json.dumps(finding.as_dict(), default=str))
-        return [finding]
+        return finding
 
-    def _we_stopped(self, run: Run) -> bool:
-        return any(self.store.claimed(f"{kind}:{run.run_key}") for kind in STOPPED)
-
-    def diagnose(self, run: Run) -> str | None:
-        """Where it waits (the stack its child took once quiet) and whether it burns CPU."""
-        if not run.running:
-            return None
-        active = self.cpu.get((run.task_id, run.pid))
-        frames = diagnosis.frames_from_json(json.loads(run.stack)) if run.stack else None
-        return diagnosis.summarise(frames, active.cpu_pct if active else None)
-
-    def escalate(self) -> None:
+    def escalate(self, limit: int) -> None:
         """SIGKILL children that outlived the SIGTERM grace of a stop (prefork)."""
-        due = self.store.terminating_due(self.now)
-        for runkey, info in due:
-            if self.store.is_running(runkey):
-                run = Run(
-                    task_id=info["task_id"], name="", state="STARTED", worker=info.get("worker")
-                )
-                self._safely(actions.terminate, self.app, run, "SIGKILL")
+        due = self.store.terminating_due(self.now)[:limit]
+        alive = self.store.running_many([runkey for runkey, _ in due])
+        targets = {
+            (info.get("worker"), info["task_id"])
+            for (_, info), running in zip(due, alive, strict=True)
+            if running and "task_id" in info
+        }
+        self._revoke(targets, "SIGKILL")
         self.store.terminating_done(*(k for k, _ in due))
 
-    def settle_lost(self) -> list[Finding]:
+    def settle_lost(self, limit: int) -> list[Finding]:
         """Runs whose child died (recorded by its worker's main process) get their action."""
-        findings: list[Finding] = []
-        pending = self.store.lost_pending()
+        pending = self.store.lost_pending(limit)
+        verdicts = []
         for runkey, info in pending:
             task_id, worker, slot = [*runkey.split("|"), "", ""][:3]
             runs = self.store.task(task_id)
-            base = (
-                runs[0]
-                if runs
-                else Run(task_id=task_id, name=info.get("name", ""), state="FAILURE")
-            )
-            run = _as_lost(base, info, worker, slot)
+            base = runs[0] if runs else Run(task_id=task_id, name=info.get("name", ""),
+                                            state="FAILURE")  # fmt: skip
+            pid = int(slot.split(".")[0]) if slot[:1].isdigit() else None
+            run = replace(base, worker=worker or base.worker, pid=pid, slot=slot or None,
+                          step=info.get("step") or base.step)  # fmt: skip
             why = info.get("reason") or "its worker process died while running it"
-            findings += self.handle(run, Verdict("lost", why))
+            verdicts.append((run, Verdict("lost", why), False))
+        findings = self.handle_all(verdicts)
         self.store.lost_done(*(k for k, _ in pending))
         return findings
-
-    def _end_lost(self, run: Run, verdict: Verdict) -> None:
-        """Record the end of a run whose worker vanished (it is then in the lost queue)."""
-        event = {"kind": "end", "id": run.task_id, "name": run.name, "worker": run.worker,
-                 "pid": run.pid, "slot": run.slot or str(run.pid), "guess": True,
-                 "state": "FAILURE", "outcome": "lost", "exception": verdict.reason,
-                 "age": 0.0}  # fmt: skip
-        self.store.write_batch([event], [], self.wd.recorder.limits)
 
     def _events_on(self) -> bool:
         setting = self.wd.settings.task_events
@@ -184,11 +209,3 @@ class Handler:
         except Exception as exc:
             logger.warning("celery_watchdog: %s failed: %s", fn.__name__, exc)
             return False
-
-
-def _as_lost(base: Run, info: dict[str, Any], worker: str, slot: str) -> Run:
-    from dataclasses import replace
-
-    pid = int(slot.split(".")[0]) if slot[:1].isdigit() else None
-    return replace(base, worker=worker or base.worker, pid=pid, slot=slot or None,
-                   step=info.get("step") or base.step)  # fmt: skip

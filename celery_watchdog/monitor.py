@@ -65,33 +65,32 @@ def run_pass(
         now=now, blind=blindness(store.last_pass(), now, wd.settings.check_interval)
     )
     handler = Handler(wd, store, now, log=log)
-    workers = store.workers()
-    alive = {w.hostname for w in workers if w.online}
-    cpu = {(a.task_id, a.pid): a for w in workers for a in w.active}
-    handler.cpu = cpu
-
-    handler.escalate()
-    for w in workers:
-        if not w.online:
-            for run in store.runs_of_host(w.hostname):
-                why = f"its worker {w.hostname} stopped reporting"
-                report.findings += handler.handle(run, Verdict("lost", why), end_lost=True)
+    handler.escalate(limit)
+    alive = store.online_workers()
+    verdicts: list[tuple[Run, Verdict, bool]] = []
+    for host in store.offline_workers():
+        for run in store.runs_of_host(host):
+            verdicts.append((run, Verdict("lost", f"its worker {host} stopped reporting"), True))
 
     due = store.due(now, limit)
     report.due = len(due)
     learned = _learned_budgets(wd, store, {r.name for r in due})
     copies = Counter(r.task_id for r in due)
+    moves = []
     for run in due:
         if run.worker not in alive:
-            continue  # handled above as lost (or its worker has no snapshot yet)
+            continue  # judged above as lost (or its worker has no snapshot yet)
         policy = wd.policy(wd.app.tasks.get(run.name) or run.name)
         budgets = learned.get(run.name)
         verdict = rules.health(run, policy, now, copies=copies[run.task_id], learned=budgets)
         if verdict.health != "ok":
-            report.findings += handler.handle(run, verdict)
-        _reschedule(store, run, rules.with_budgets(policy, budgets), now, verdict)
-
-    report.findings += handler.settle_lost()
+            verdicts.append((run, verdict, False))
+        move = _next_deadline(run, rules.with_budgets(policy, budgets), now, verdict)
+        if move:
+            moves.append(move)
+    report.findings = handler.handle_all(verdicts)
+    store.reschedule_many(moves)
+    report.findings += handler.settle_lost(limit)
     report.duration = time.monotonic() - started
     store.record_pass(
         {
@@ -105,9 +104,11 @@ def run_pass(
     return report
 
 
-def _reschedule(store: Store, run: Run, policy: Any, now: float, verdict: Verdict) -> None:
+def _next_deadline(
+    run: Run, policy: Any, now: float, verdict: Verdict
+) -> tuple[str, float, float] | None:
     if run.started is None or run.deadline is None:
-        return
+        return None
     nxt = rules.deadline(
         policy, started=run.started, last_progress=run.last_progress,
         step_started=run.step_started, step_timeout=run.step_timeout, watched=run.watched,
@@ -115,7 +116,7 @@ def _reschedule(store: Store, run: Run, policy: Any, now: float, verdict: Verdic
     )  # fmt: skip
     if verdict.health != "ok":
         nxt = max(nxt, now + policy.heartbeat_timeout)  # acted on: do not judge it every pass
-    store.reschedule(run.run_key, run.deadline, nxt)
+    return (run.run_key, run.deadline, nxt)
 
 
 def _learned_budgets(wd: Watchdog, store: Store, names: set[str]) -> dict[str, rules.Budgets]:

@@ -316,7 +316,7 @@ class WatchdogStep(bootsteps.StartStopStep):
             except Exception:
                 logger.debug("celery_watchdog: final snapshot failed", exc_info=True)
 
-    shutdown = stop
+    shutdown = terminate = stop  # warm and cold shutdowns both end the reporter
 
 
 def add_bootstep(app: Any) -> None:

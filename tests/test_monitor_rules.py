@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from celery_watchdog.config import TaskPolicy
-from celery_watchdog.handling import plan
 from celery_watchdog.monitor import blindness
+from celery_watchdog.plans import plan
 from celery_watchdog.records import Run
 from celery_watchdog.rules import Budgets, deadline, health, learn, with_budgets
 
@@ -110,7 +110,7 @@ class Task:
 
 
 def test_only_an_unacknowledged_message_comes_back_by_itself() -> None:
-    from celery_watchdog.handling import broker_redelivers
+    from celery_watchdog.plans import broker_redelivers
 
     task = Task()
     task.acks_late = True  # type: ignore[assignment]

@@ -15,6 +15,8 @@
 --                          a prefork child that has not reported a run it has been running
 --                          for a while (its flusher thread starved: C code holding the GIL)
 --                          gets one written here, from what the main process knows
+--   {p}:cpu:{hostname}     HASH "{task id}|{pid}" -> CPU % of the child running it, rewritten
+--                          each snapshot, TTL ARGV[4]: the monitor reads the few it needs
 -- Returns: the server time (seconds, as a string).
 
 local p, host, data, ttl, running_ttl, state = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]),
@@ -32,6 +34,14 @@ redis.call('ZADD', p .. ':workers', now, host)
 redis.call('ZREMRANGEBYSCORE', p .. ':workers', '-inf', now - 86400)
 local snap = cjson.decode(data)
 local function given(v) return v ~= nil and v ~= cjson.null end
+local ck = p .. ':cpu:' .. host
+redis.call('DEL', ck)
+for _, r in ipairs(snap.active) do
+  if given(r.pid) and given(r.cpu_pct) then
+    redis.call('HSET', ck, r.id .. '|' .. r.pid, string.format('%.1f', r.cpu_pct))
+  end
+end
+redis.call('EXPIRE', ck, math.ceil(ttl))
 for _, r in ipairs(snap.active) do
   if given(r.pid) then
     local runkey = r.id .. '|' .. host .. '|' .. r.pid

@@ -43,22 +43,35 @@ class DeadLetterStore:
 
     # -- dead-letter entries --------------------------------------------------------------
 
+    def messages(self, task_ids: list[str]) -> list[dict[str, Any] | None]:
+        if not task_ids:
+            return []
+        raws = self.r.mget([f"{self.p}:msg:{task_id}" for task_id in task_ids])
+        return [json.loads(raw) if raw else None for raw in raws]
+
     def dlq_add(self, entry: dict[str, Any], retention: int = DLQ_RETENTION) -> None:
         """Store one entry keyed by its task id (``entry["id"]``); the oldest beyond DLQ_MAX go."""
-        task_id = entry["id"]
-        key = f"{self.p}:dlq:{task_id}"
-        fields = {
-            k: json.dumps(v, default=str) if k in _JSON_FIELDS else str(v)
-            for k, v in entry.items()
-            if v is not None
-        }
+        self.dlq_add_many([entry], retention)
+
+    def dlq_add_many(self, entries: list[dict[str, Any]], retention: int = DLQ_RETENTION) -> None:
+        """Store entries in one round trip, then drop the oldest beyond DLQ_MAX."""
+        if not entries:
+            return
         pipe = self.r.pipeline(transaction=True)
-        pipe.delete(key)
-        pipe.hset(key, mapping=fields)
-        pipe.expire(key, retention)
-        pipe.zadd(f"{self.p}:dlq", {task_id: float(entry.get("dead_lettered_at") or 0)})
-        pipe.execute()
-        excess = self.r.zcard(f"{self.p}:dlq") - DLQ_MAX
+        for entry in entries:
+            task_id = entry["id"]
+            key = f"{self.p}:dlq:{task_id}"
+            fields = {
+                k: json.dumps(v, default=str) if k in _JSON_FIELDS else str(v)
+                for k, v in entry.items()
+                if v is not None
+            }
+            pipe.delete(key)
+            pipe.hset(key, mapping=fields)
+            pipe.expire(key, retention)
+            pipe.zadd(f"{self.p}:dlq", {task_id: float(entry.get("dead_lettered_at") or 0)})
+        pipe.zcard(f"{self.p}:dlq")
+        excess = pipe.execute()[-1] - DLQ_MAX
         if excess > 0:
             old = self.r.zrange(f"{self.p}:dlq", 0, excess - 1)
             self.dlq_delete(*old)

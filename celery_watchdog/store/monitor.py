@@ -10,6 +10,7 @@ Keys ({p} = prefix):
   {p}:terminfo           HASH runkey -> JSON {task_id, worker}
   {p}:monitor            HASH the last completed pass {at, duration, due, findings, host}; TTL 7 d
   {p}:budgets            HASH task name -> "soft,hard" learned from history; TTL 1 day
+  {p}:cpu:{worker}       HASH "{id}|{pid}" -> CPU % (written by snapshot.lua)
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ from ..records import Run
 from .runs import RunStore
 
 _RESCHEDULE = (Path(__file__).resolve().parent.parent / "lua" / "reschedule.lua").read_text()
+# Only an existing task document gets the verdict: a new key would have no TTL.
+_MARK = """if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'verdict', ARGV[1], 'verdict_reason', ARGV[2]) end"""
 CLAIM_TTL = 86400
+CANCEL_TTL = 3600
 
 
 class MonitorStore(RunStore):
@@ -44,24 +49,91 @@ class MonitorStore(RunStore):
             [(k, s) for k, s in zip(runkeys, scores, strict=True) if s is not None]
         )
 
+    def online_workers(self) -> set[str]:
+        """Hosts whose snapshot is alive, without reading the snapshots themselves."""
+        hosts = self.r.zrange(f"{self.p}:workers", 0, -1)
+        pipe = self.r.pipeline(transaction=False)
+        for host in hosts:
+            pipe.hget(f"{self.p}:worker:{host}", "state")
+        return {h for h, state in zip(hosts, pipe.execute(), strict=True) if state == "online"}
+
+    def offline_workers(self) -> list[str]:
+        hosts = self.r.zrange(f"{self.p}:workers", 0, -1)
+        online = self.online_workers()
+        return [h for h in hosts if h not in online]
+
+    def cpu_of(
+        self, runs: list[tuple[str, str, int | None]]
+    ) -> dict[tuple[str, int | None], float]:
+        """CPU % of the children running (host, task id, pid), from their worker's snapshot."""
+        pipe = self.r.pipeline(transaction=False)
+        for host, task_id, pid in runs:
+            pipe.hget(f"{self.p}:cpu:{host}", f"{task_id}|{pid}")
+        return {
+            (task_id, pid): float(v)
+            for (_, task_id, pid), v in zip(runs, pipe.execute(), strict=True)
+            if v is not None
+        }
+
     def claim(self, what: str, ttl: int = CLAIM_TTL) -> bool:
         """True for exactly one caller per ``what``, however many monitors run at once."""
-        return bool(self.r.set(f"{self.p}:claim:{what}", "1", nx=True, ex=ttl))
+        return self.claim_many([what], ttl)[0]
 
-    def mark_verdict(self, task_id: str, kind: str, reason: str) -> None:
-        """Keep the verdict on the task document, so it still shows once the run ended."""
-        key = f"{self.p}:task:{task_id}"
-        if self.r.exists(key):
-            self.r.hset(key, mapping={"verdict": kind, "verdict_reason": reason})
+    def claim_many(self, whats: list[str], ttl: int = CLAIM_TTL) -> list[bool]:
+        """One round trip of SET NX: each ``what`` is won by exactly one caller."""
+        pipe = self.r.pipeline(transaction=False)
+        for what in whats:
+            pipe.set(f"{self.p}:claim:{what}", "1", nx=True, ex=ttl)
+        return [bool(won) for won in pipe.execute()]
+
+    def claimed_many(self, whats: list[str]) -> list[bool]:
+        pipe = self.r.pipeline(transaction=False)
+        for what in whats:
+            pipe.exists(f"{self.p}:claim:{what}")
+        return [bool(n) for n in pipe.execute()]
+
+    def stop_many(self, runs: list[tuple[str, str, str | None]], grace_until: float) -> None:
+        """For (runkey, task id, worker): the cancel flag, and when to escalate to SIGKILL."""
+        if not runs:
+            return
+        pipe = self.r.pipeline(transaction=False)
+        for runkey, task_id, worker in runs:
+            pipe.set(f"{self.p}:cancel:{task_id}", "1", ex=CANCEL_TTL)
+            pipe.zadd(f"{self.p}:terminating", {runkey: grace_until})
+            pipe.hset(
+                f"{self.p}:terminfo", runkey, json.dumps({"task_id": task_id, "worker": worker})
+            )
+        pipe.execute()
+
+    def mark_verdicts(self, verdicts: list[tuple[str, str, str]]) -> None:
+        """(task id, kind, reason): kept on the task document once the run ended."""
+        if not verdicts:
+            return
+        script = self.r.register_script(_MARK)
+        pipe = self.r.pipeline(transaction=False)
+        for task_id, kind, reason in verdicts:
+            script(keys=[f"{self.p}:task:{task_id}"], args=[kind, reason], client=pipe)
+        pipe.execute()
+
+    def running_many(self, runkeys: list[str]) -> list[bool]:
+        pipe = self.r.pipeline(transaction=False)
+        for runkey in runkeys:
+            pipe.zscore(f"{self.p}:running", runkey)
+        return [score is not None for score in pipe.execute()]
 
     def claimed(self, what: str) -> bool:
         return bool(self.r.exists(f"{self.p}:claim:{what}"))
 
-    def reschedule(self, runkey: str, seen: float, deadline: float) -> bool:
-        """Move a run's deadline unless a flush moved it since we read it (compare-and-set)."""
-        return bool(
-            self.r.eval(_RESCHEDULE, 1, f"{self.p}:running", runkey, repr(seen), repr(deadline))
-        )
+    def reschedule_many(self, moves: list[tuple[str, float, float]]) -> None:
+        """(runkey, seen, deadline): move each deadline unless a flush moved it meanwhile."""
+        if not moves:
+            return
+        script = self.r.register_script(_RESCHEDULE)
+        pipe = self.r.pipeline(transaction=False)
+        for runkey, seen, deadline in moves:
+            script(keys=[f"{self.p}:running"], args=[runkey, repr(seen), repr(deadline)],
+                   client=pipe)  # fmt: skip
+        pipe.execute()
 
     def lost_pending(self, limit: int = 1000) -> list[tuple[str, dict[str, Any]]]:
         runkeys = self.r.zrange(f"{self.p}:lost", 0, limit - 1)
@@ -77,12 +149,6 @@ class MonitorStore(RunStore):
             pipe.hdel(f"{self.p}:lostinfo", *runkeys)
             pipe.execute()
 
-    def terminating_add(self, runkey: str, at: float, info: Mapping[str, Any]) -> None:
-        pipe = self.r.pipeline(transaction=True)
-        pipe.zadd(f"{self.p}:terminating", {runkey: at})
-        pipe.hset(f"{self.p}:terminfo", runkey, json.dumps(info))
-        pipe.execute()
-
     def terminating_due(self, now: float) -> list[tuple[str, dict[str, Any]]]:
         runkeys = self.r.zrangebyscore(f"{self.p}:terminating", "-inf", now)
         if not runkeys:
@@ -96,9 +162,6 @@ class MonitorStore(RunStore):
             pipe.zrem(f"{self.p}:terminating", *runkeys)
             pipe.hdel(f"{self.p}:terminfo", *runkeys)
             pipe.execute()
-
-    def is_running(self, runkey: str) -> bool:
-        return self.r.zscore(f"{self.p}:running", runkey) is not None
 
     def record_pass(self, doc: Mapping[str, Any]) -> None:
         key = f"{self.p}:monitor"

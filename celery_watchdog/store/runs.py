@@ -78,11 +78,6 @@ class RunStore:
         state = "online" if online else "offline"
         return float(self._snapshot(args=[self.p, hostname, data, ttl, RUNNING_TTL, state]))
 
-    def request_cancel(self, task_id: str, ttl: float = 3600) -> None:
-        self.r.set(f"{self.p}:cancel:{task_id}", "1", ex=int(ttl))
-
-    # -- reads -------------------------------------------------------------------------------
-
     def now(self) -> float:
         """The one clock: the Redis server's."""
         sec, usec = self.r.time()
