@@ -122,7 +122,7 @@ def test_a_catastrophic_regex_is_stuck_not_lost_and_killed_after_the_grace(
 ) -> None:
     wd, store = runtime(worker)
     result = worker.task("regex").delay()
-    found = finding_for(wd, store, result.id, "stuck")
+    found = finding_for(wd, store, result.id, "stuck", timeout=30)
     assert found.diagnosis and "CPU" in found.diagnosis
     assert "busy" in found.diagnosis or "GIL" in found.diagnosis, found.diagnosis
 
@@ -131,7 +131,7 @@ def test_a_catastrophic_regex_is_stuck_not_lost_and_killed_after_the_grace(
         run_pass(wd, store)
         return not [r for r in store.running() if r.task_id == result.id]
 
-    wait_for(gone, timeout=20, interval=0.5, what="the regex run to end")
+    wait_for(gone, timeout=30, interval=0.5, what="the regex run to end")
     assert store.task(result.id)[0].state in ("REVOKED", "FAILURE")
 
 
