@@ -95,8 +95,21 @@ end
 local names_seen = {}
 
 for _, e in ipairs(batch.events) do
-  local tk = p .. ':task:' .. e.id
-  if e.kind == 'redeliv' then
+  local tk = p .. ':task:' .. (e.id or '')  -- agg events have no id
+  if e.kind == 'agg' then
+    -- Short successful runs beyond the flush's sample of this name: counted, timed, no document.
+    local ts = at(e.age)
+    local key = e.name .. '\0' .. 'succeeded' .. '\0' .. math.floor(ts / 300) .. '\0'
+      .. math.floor(ts / 3600)
+    counts[key] = (counts[key] or 0) + e.n
+    local l = last[e.name] or {}
+    l.last_success = math.max(l.last_success or 0, ts)
+    last[e.name] = l
+    local rts = runtimes[e.name] or {}
+    for _, r in ipairs(e.runtimes) do rts[#rts + 1] = string.format('%.1f', r * 1000) end
+    runtimes[e.name] = rts
+    names_seen[e.name] = now
+  elseif e.kind == 'redeliv' then
     -- A worker's main process saw this message come back (a child or worker died, a
     -- visibility timeout): it was delivered at least once before.
     if redis.call('HSETNX', tk, 'deliveries', 2) == 0 then redis.call('HINCRBY', tk, 'deliveries', 1) end
