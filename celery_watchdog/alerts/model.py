@@ -1,0 +1,197 @@
+"""An :class:`Alert`: the facts of DESIGN §2 every channel renders, built from a finding.
+
+Plain data, no I/O. ``as_dict()`` is the webhook body; ``text()`` is what a person reads.
+Arguments arrive redacted (the run keeps previews only) and ``alert_context`` values are
+redacted again by name here, so no channel can leak what the task was given as a secret.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from ..config import TaskPolicy
+from ..humanize import ago, cut
+from ..records import Finding
+from ..redact import REDACTED, Redactor
+from . import wording
+
+
+@dataclass(frozen=True)
+class Incident:
+    id: str | None = None
+    state: str | None = None  # open | acknowledged | snoozed | resolved
+
+
+@dataclass(frozen=True)
+class Alert:
+    kind: str
+    summary: str
+    task_id: str
+    task_name: str
+    args: str = ""
+    kwargs: str = ""  # a redacted preview, never the values themselves
+    context: Mapping[str, str] = field(default_factory=dict)
+    queue: str | None = None
+    worker: str | None = None
+    started_at: float | None = None  # epoch seconds (the Redis server's clock)
+    last_heartbeat_at: float | None = None
+    step: str | None = None
+    processed: int | None = None
+    total: int | None = None
+    action: str = "none"  # revoked | dead_lettered | requeued | quarantined | none
+    owner: str | None = None
+    runbook: str | None = None
+    next_step: str = ""
+    severity: str = "P2"
+    incident: Incident = field(default_factory=Incident)
+    diagnosis: str | None = None
+    at: float = 0.0  # when the alert was raised
+    attempt: int | None = None  # deliveries of the message so far
+    reason: str = ""
+
+    @classmethod
+    def from_finding(
+        cls,
+        finding: Finding,
+        policy: TaskPolicy,
+        *,
+        redactor: Redactor,
+        now: float,
+        severity: str | None = None,
+        incident: Incident | None = None,
+        context_values: Mapping[str, Any] | None = None,
+        app_name: str = "proj",
+    ) -> Alert:
+        if severity is not None and severity not in wording.SEVERITIES:
+            raise ValueError(f"severity {severity!r} is not valid: expected P1, P2 or P3")
+        run = finding.run
+        # The values (task kwargs, or a WatchedTask's heartbeat details) narrowed to the names
+        # the task declared as ``alert_context``; redacted by name again all the same.
+        values = run.details if context_values is None else context_values
+        names = policy.alert_context or (() if context_values is None else tuple(values))
+        context = redactor.mapping({k: values[k] for k in names if k in values})
+        shown = {k: v for k, v in context.items() if v != REDACTED}
+        since = run.last_progress or run.last_heartbeat or run.step_started or run.started
+        summary = wording.summary(
+            finding.kind, wording.subject(run.name, run.step, shown),
+            quiet_for=None if since is None else now - since,
+            running_for=None if run.started is None else now - run.started,
+            worker=run.worker, queue=run.queue, deliveries=run.deliveries, reason=finding.reason,
+        )  # fmt: skip
+        step = wording.next_step(
+            finding.kind, finding.action, task_id=run.task_id, idempotent=policy.idempotent,
+            new_task_id=finding.new_task_id, app_name=app_name,
+        )  # fmt: skip
+        return cls(
+            kind=finding.kind, summary=summary, task_id=run.task_id, task_name=run.name,
+            args=run.args, kwargs=run.kwargs, context=context, queue=run.queue,
+            worker=run.worker, started_at=run.started, last_heartbeat_at=run.last_heartbeat,
+            step=run.step, processed=run.processed, total=run.total, action=finding.action,
+            owner=policy.owner, runbook=policy.runbook, next_step=step,
+            severity=severity or wording.default_severity(finding.kind),
+            incident=incident or Incident(), diagnosis=finding.diagnosis, at=now,
+            attempt=run.deliveries or None, reason=finding.reason,
+        )  # fmt: skip
+
+    @classmethod
+    def test(cls, now: float, *, app_name: str = "proj") -> Alert:
+        """The labelled alert ``celery watchdog test-alert`` sends through each channel."""
+        summary = wording.summary(
+            "test", "", quiet_for=None, running_for=None, worker=None, queue=None, deliveries=0,
+            reason="",
+        )  # fmt: skip
+        step = wording.next_step(
+            "test", "none", task_id="", idempotent=True, new_task_id=None, app_name=app_name
+        )
+        return cls(kind="test", summary=summary, task_id="", task_name="celery_watchdog.test",
+                   next_step=step, severity=wording.default_severity("test"), at=now)  # fmt: skip
+
+    def capped(self, max_chars: int) -> Alert:
+        """A copy whose every text field fits ``max_chars`` (a channel's size limit)."""
+        changes: dict[str, Any] = {
+            f.name: cut(value, max_chars)
+            for f in fields(self)
+            if isinstance(value := getattr(self, f.name), str) and len(value) > max_chars
+        }
+        if any(len(v) > max_chars for v in self.context.values()):
+            changes["context"] = {k: cut(v, max_chars) for k, v in self.context.items()}
+        return replace(self, **changes) if changes else self
+
+    def as_dict(self, max_chars: int | None = None) -> dict[str, Any]:
+        """The webhook body: DESIGN §2 field names; times as ISO 8601 UTC."""
+        a = self.capped(max_chars) if max_chars else self
+        return {
+            "kind": a.kind,
+            "summary": a.summary,
+            "task": {
+                "id": a.task_id, "name": a.task_name, "args": a.args, "kwargs": a.kwargs,
+                "context": dict(a.context),
+            },
+            "queue": a.queue, "worker": a.worker,
+            "started_at": iso(a.started_at), "last_heartbeat_at": iso(a.last_heartbeat_at),
+            "step": a.step, "processed": a.processed, "total": a.total, "action": a.action,
+            "owner": a.owner, "runbook": a.runbook, "next_step": a.next_step,
+            "severity": a.severity,
+            "incident": {"id": a.incident.id, "state": a.incident.state},
+            "diagnosis": a.diagnosis, "at": iso(a.at), "attempt": a.attempt, "reason": a.reason,
+        }  # fmt: skip
+
+    def facts(self) -> list[tuple[str, str]]:
+        """Labelled lines, in the order a person asks: what, who, since when, where, done, next."""
+        who = ", ".join(f"{k}={v}" for k, v in self.context.items())
+        since = f"started {when(self.started_at, self.at)}" if self.started_at else ""
+        if self.last_heartbeat_at:
+            since += f"; last heartbeat {when(self.last_heartbeat_at, self.at)}"
+        where = "; ".join(
+            part
+            for part in (
+                f"step '{self.step}'" if self.step else "",
+                _progress(self.processed, self.total),
+                f"worker {self.worker}" if self.worker else "",
+                f"queue {self.queue}" if self.queue else "",
+                self.diagnosis or "",
+            )
+            if part
+        )
+        broke = ": ".join(x for x in (f"{self.task_name} {self.task_id}".strip(), self.reason) if x)
+        rows = [
+            ("What broke", broke),
+            ("Affected", who), ("Since", since.strip("; ")), ("Where", where),
+            ("System did", wording.done(self.action)), ("Next step", self.next_step),
+            ("Owner", self.owner or ""), ("Runbook", self.runbook or ""),
+            ("Arguments", f"{self.args} {self.kwargs}".strip()),
+            ("Incident", " ".join(x for x in (self.incident.id, self.incident.state) if x)),
+        ]  # fmt: skip
+        return [(label, value) for label, value in rows if value]
+
+    def title(self) -> str:
+        return f"[{self.severity}] {self.kind.replace('_', ' ')}: {self.summary}"
+
+    def text(self, max_chars: int | None = None) -> str:
+        """Plain text for a person (email body, chat, log); cut to ``max_chars`` if given."""
+        lines = [self.title(), ""] + [f"{label}: {value}" for label, value in self.facts()]
+        body = "\n".join(lines)
+        if max_chars and len(body) > max_chars:
+            return body[: max(0, max_chars - 1)] + "…"
+        return body
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def when(ts: float | None, now: float) -> str:
+    if ts is None:
+        return ""
+    return f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(ts))} ({ago(ts, now)})"
+
+
+def _progress(processed: int | None, total: int | None) -> str:
+    if processed is None:
+        return ""
+    return f"{processed}/{total} done" if total else f"{processed} done"

@@ -1,0 +1,143 @@
+"""The words of an alert: summary, default severity and the next safe step, per kind.
+
+Pure functions of the finding's facts and ``now`` (passed in): a non-engineer reads the result
+at 2 a.m., so every phrase says what happened in plain words and ends in something to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..humanize import duration
+
+KINDS = (
+    "stuck", "slow", "overtime", "lost", "poison", "duplicate", "failed", "queue_backlog",
+    "missed_run", "watchdog_blind", "test",
+)  # fmt: skip
+SEVERITIES = ("P1", "P2", "P3")
+
+# P1 pages now, P2 wants a look within minutes, P3 during work hours.
+DEFAULT_SEVERITY: Mapping[str, str] = {
+    "lost": "P1", "watchdog_blind": "P1", "missed_run": "P1",
+    "stuck": "P2", "poison": "P2", "queue_backlog": "P2", "failed": "P2", "duplicate": "P2",
+    "slow": "P3", "overtime": "P3", "test": "P3",
+}  # fmt: skip
+
+
+ACTIONS: Mapping[str, str] = {
+    "revoked": "stopped it (revoked)", "dead_lettered": "moved it to the dead-letter queue",
+    "requeued": "queued it again", "quarantined": "held it back from workers (quarantined)",
+    "none": "nothing: this is an alert only",
+}  # fmt: skip
+
+
+def done(action: str) -> str:
+    return ACTIONS.get(action, action.replace("_", " "))
+
+
+def default_severity(kind: str) -> str:
+    return DEFAULT_SEVERITY.get(kind, "P2")
+
+
+def subject(name: str, step: str | None, context: Mapping[str, str]) -> str:
+    """``"Export to PDF (reports.build) for account 12"``: the work, then who it is for."""
+    what = f"{step} ({name})" if step else name or "a task"
+    who = ", ".join(f"{_label(key)} {_plain(value)}" for key, value in context.items())
+    return f"{what} for {who}" if who else what
+
+
+def summary(
+    kind: str,
+    what: str,
+    *,
+    quiet_for: float | None,
+    running_for: float | None,
+    worker: str | None,
+    queue: str | None,
+    deliveries: int,
+    reason: str,
+) -> str:
+    """One line saying what broke and since when."""
+    if kind == "stuck":
+        return f"{what} has made no progress for {duration(quiet_for)}"
+    if kind == "slow":
+        return f"{what} is taking longer than usual ({duration(running_for)} so far)"
+    if kind == "overtime":
+        return f"{what} has run past its time limit ({duration(running_for)} so far)"
+    if kind == "lost":
+        on = f" {worker}" if worker else ""
+        return f"{what} was interrupted: its worker{on} stopped while running it"
+    if kind == "poison":
+        return f"{what} crashed its worker on each of {deliveries} deliveries"
+    if kind == "duplicate":
+        return f"{what} is running twice at the same time"
+    if kind == "failed":
+        return f"{what} failed" + (f": {reason}" if reason else "")
+    if kind == "queue_backlog":
+        return f"Work is piling up in queue {queue or '?'}" + (f": {reason}" if reason else "")
+    if kind == "missed_run":
+        return f"{what} did not run when it was scheduled"
+    if kind == "watchdog_blind":
+        return "Nobody is watching the background tasks" + (f": {reason}" if reason else "")
+    if kind == "test":
+        return "Test alert from celery_watchdog: this channel works"
+    return f"{what}: {kind}" + (f" ({reason})" if reason else "")
+
+
+def next_step(
+    kind: str,
+    action: str,
+    *,
+    task_id: str,
+    idempotent: bool,
+    new_task_id: str | None,
+    app_name: str,
+) -> str:
+    """The next safe thing a person can do, as a command where there is one."""
+    cli = f"celery -A {app_name} watchdog"
+    if action == "dead_lettered":
+        if idempotent:
+            return f"safe to replay: task is idempotent — {cli} dlq replay {task_id}"
+        return (
+            "not idempotent: check for a duplicate charge/side effect before replaying — "
+            f"{cli} dlq show {task_id}"
+        )
+    if action == "requeued":
+        return f"requeued as {new_task_id or '?'}; nothing to do unless it fails again"
+    if action == "quarantined":
+        return f"held back from workers: inspect it with {cli} dlq show {task_id}"
+    if kind == "slow":
+        return "no action needed yet; it is still running and is flagged again if it stalls"
+    if kind == "duplicate":
+        return (
+            "two runs of the same message are in flight: make sure it is idempotent "
+            "(or raise the broker's visibility_timeout above its longest runtime)"
+        )
+    if kind == "lost":
+        return "the broker delivers it again; nothing to do unless it fails again"
+    if action == "revoked":
+        return f"it was stopped; find why it stalled before running it again — {cli} task {task_id}"
+    if kind in ("stuck", "overtime"):
+        return f"still running: stop it if it does not move — {cli} revoke {task_id}"
+    if kind == "failed":
+        return f"read the error, fix the cause, then run it again — {cli} task {task_id}"
+    if kind == "queue_backlog":
+        return f"check that workers consume this queue and are not stuck — {cli} workers"
+    if kind in ("missed_run", "watchdog_blind"):
+        return f"check that celery beat (or {cli} monitor) is running"
+    if kind == "test":
+        return "nothing to do: this is a test"
+    return f"look at it: {cli} task {task_id}"
+
+
+def _label(key: str) -> str:
+    # "account_id" reads as "account": the id-ness is obvious from the number after it.
+    base = key[:-3] if key.endswith("_id") and len(key) > 3 else key
+    return base.replace("_", " ")
+
+
+def _plain(value: str) -> str:
+    # Context values arrive as previews (repr): show 'acme' as acme to a reader.
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
