@@ -6,7 +6,12 @@ from typing import Any
 
 import pytest
 
-from celery_watchdog.alerts import Alert, Incident, channel_from_url, default_severity
+from celery_watchdog.alerts import (
+    Alert,
+    Incident,
+    channel_from_url,
+    default_severity,
+)
 from celery_watchdog.config import DEFAULT_REDACT_KEYS, TaskPolicy
 from celery_watchdog.records import Finding, Run
 from celery_watchdog.redact import Redactor

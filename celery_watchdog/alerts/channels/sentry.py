@@ -30,7 +30,7 @@ class SentryChannel:
         a = alert.capped(4000)
         body = a.as_dict()
         contexts: dict[str, dict[str, Any]] = {
-            "task": body["task"] | {"context": dict(a.context)},
+            "task": body["task"],  # args and kwargs: redacted previews only
             "watchdog": {k: v for k, v in body.items() if k not in ("task", "summary")},
         }
         event_id = sentry_sdk.capture_message(
