@@ -123,8 +123,10 @@ def test_a_catastrophic_regex_is_stuck_not_lost_and_killed_after_the_grace(
     wd, store = runtime(worker)
     result = worker.task("regex").delay()
     found = finding_for(wd, store, result.id, "stuck", timeout=30)
-    assert found.diagnosis and "CPU" in found.diagnosis
-    assert "busy" in found.diagnosis or "GIL" in found.diagnosis, found.diagnosis
+    # No stack can be taken while C code holds the GIL; the CPU % depends on how loaded the
+    # machine is, so only the shape of the line is checked here.
+    assert found.diagnosis and "CPU" in found.diagnosis, found.diagnosis
+    assert "stack" in found.diagnosis or "busy" in found.diagnosis, found.diagnosis
 
     # The child holds the GIL: SIGTERM's handler never runs; a later pass sends SIGKILL.
     def gone() -> bool:
