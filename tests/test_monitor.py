@@ -60,7 +60,7 @@ def runtime(worker: PreforkWorker) -> tuple[Watchdog, Store]:
 
 
 def finding_for(
-    wd: Watchdog, store: Store, task_id: str, kind: str, timeout: float = 15
+    wd: Watchdog, store: Store, task_id: str, kind: str, timeout: float = 25
 ) -> Finding:
     """Run passes (as beat would) until one reports ``kind`` for ``task_id``."""
     seen: list[Finding] = []
