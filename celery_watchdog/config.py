@@ -177,7 +177,7 @@ class Settings:
     )
     retention: float = _spec(86400.0, _positive, "Seconds a finished run stays listed.")
     max_finished: int = _spec(10000, _positive_int, "At most this many finished runs are kept.")
-    flush_interval: float = _spec(0.5, _positive, "Seconds between write-behind flushes.")
+    flush_interval: float = _spec(1.0, _positive, "Seconds between write-behind flushes.")
     buffer_size: int = _spec(10000, _positive_int, "Events buffered per process before dropping.")
     snapshot_interval: float = _spec(5.0, _positive, "Seconds between worker snapshots.")
     preview_chars: int = _spec(200, _positive_int, "Longest args/kwargs preview shown to people.")

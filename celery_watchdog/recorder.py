@@ -28,7 +28,7 @@ from .store import Limits, Store
 
 logger = logging.getLogger("celery_watchdog")
 CHUNK = 500  # events per script call
-SAMPLE = 20  # short successful runs written in full per task name and flush
+SAMPLE = 10  # short successful runs written in full per task name and flush
 
 
 class Recorder:
