@@ -50,7 +50,11 @@ def test_check_exits_1_with_a_finding_and_names_it(redis_url: str) -> None:
         alert = {"watchdog_on_stuck": "alert"}
         celery("check", redis_url=redis_url, prefix=prefix, conf=alert)  # a pass: not blind
         time.sleep(2.5)
-        out = celery("check", redis_url=redis_url, prefix=prefix, conf=alert)
+        for _ in range(4):  # a loaded machine may need another pass or two
+            out = celery("check", redis_url=redis_url, prefix=prefix, conf=alert)
+            if "STUCK" in out.stdout:
+                break
+            time.sleep(1)
         done.set()
     assert out.returncode == 1, out.stdout + out.stderr
     assert "STUCK" in out.stdout and "tests.workerapp.stall" in out.stdout

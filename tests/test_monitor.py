@@ -21,7 +21,12 @@ from celery_watchdog.store import Store
 from tests.helpers import PreforkWorker, wait_for
 
 pytestmark = pytest.mark.timeout(120)
-CONF = {"watchdog_snapshot_interval": 0.5, "watchdog_terminate_grace": 1.0}
+CONF = {
+    "watchdog_snapshot_interval": 0.5,
+    "watchdog_terminate_grace": 1.0,
+    # Stacks are taken at half the 2 s heartbeat_timeout and written at the next flush.
+    "watchdog_flush_interval": 0.3,
+}
 
 
 class SilentServer:
