@@ -77,6 +77,19 @@ def _str_tuple(name: str, value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _channels(name: str, value: Any) -> tuple[str, ...]:
+    """Each channel URL must build a channel now, not fail at 2 a.m. when the first alert goes."""
+    from .alerts import channel_from_url  # alerts import nothing from here: no cycle
+
+    urls = _str_tuple(name, value)
+    for url in urls:
+        try:
+            channel_from_url(url)
+        except ValueError as exc:
+            raise ConfigError(name, value, f"valid channel URLs ({exc})") from exc
+    return urls
+
+
 def _key_prefix(name: str, value: Any) -> str:
     if not isinstance(value, str) or not value or any(c in value for c in " {}"):
         raise ConfigError(name, value, "a non-empty string without spaces or braces")
@@ -168,7 +181,7 @@ class Settings:
     )
     on_stuck: str = _spec("revoke", _on_stuck, 'What to do with a stuck run: "revoke" | "alert".')
     max_deliveries: int = _spec(3, _positive_int, "A message delivered more often is poison.")
-    alert_channels: tuple[str, ...] = _spec(("log",), _str_tuple, "Where alerts go.")
+    alert_channels: tuple[str, ...] = _spec(("log",), _channels, "Where alerts go.")
     task_policies: dict[str, dict[str, Any]] = _spec(
         {}, _validate_policies, "Task-name glob -> task options (first match wins)."
     )

@@ -92,3 +92,10 @@ def test_settings_are_frozen_and_every_one_is_documented() -> None:
     docs = setting_docs()
     assert all(name.startswith("watchdog_") and doc for name, _, doc in docs)
     assert "watchdog_task_policies" in {name for name, _, _ in docs}
+
+
+def test_an_alert_channel_url_that_cannot_work_stops_start_up_naming_it() -> None:
+    with pytest.raises(ConfigError, match="watchdog_alert_channels"):
+        Settings.from_conf({"watchdog_alert_channels": ["log", "smtp://mail.example.com"]})
+    ok = Settings.from_conf({"watchdog_alert_channels": ["log", "webhook+https://x.test/h"]})
+    assert ok.alert_channels == ("log", "webhook+https://x.test/h")
