@@ -9,6 +9,7 @@ and is recorded with pid ``*`` ("whichever child of this host ran it").
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -71,21 +72,24 @@ def _ours(name: str | None) -> bool:
     return name is not None and name.startswith("celery_watchdog.")
 
 
-# Per task object: (recorder, name, watched, policy), or None when it is not watched. The
-# prerun receiver runs once per task: this keeps it to one dict lookup and an object.
-_watching: dict[int, tuple[Recorder, str, bool, TaskPolicy] | None] = {}
+# Per task object: (recorder, name, watched, policy), or None when it is not watched, kept on
+# the task itself (the prerun receiver runs once per task: one attribute read). Not a dict
+# keyed by id(task): a task object of a closed app can die and its id be reused.
+_INFO = "_celery_watchdog_info"
+Info = tuple[Recorder, str, bool, TaskPolicy]
 
 
-def _watching_of(task: Any) -> tuple[Recorder, str, bool, TaskPolicy] | None:
-    key = id(task)
-    if key in _watching:
-        return _watching[key]
+def _watching_of(task: Any) -> Info | None:
+    cached: Info | bool | None = getattr(task, _INFO, False)
+    if cached is not False:
+        return cached  # type: ignore[return-value]
     wd = for_app(task.app)
     name = task.name
     info = None
     if wd is not None and not _ours(name):
         info = (wd.recorder, name, bool(getattr(task, "_watchdog_watched", False)), wd.policy(task))
-    _watching[key] = info
+    with contextlib.suppress(Exception):  # an odd task object: resolved each time instead
+        setattr(task, _INFO, info)
     return info
 
 
@@ -114,7 +118,7 @@ def on_task_postrun(
     if not stack or stack[-1].task_id != task_id:
         return
     handle = stack.pop()
-    info = _watching.get(id(task))
+    info = _watching_of(task)
     if info is None:
         return
     recorder = info[0]
