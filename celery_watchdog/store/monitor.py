@@ -75,10 +75,6 @@ class MonitorStore(RunStore):
             if v is not None
         }
 
-    def claim(self, what: str, ttl: int = CLAIM_TTL) -> bool:
-        """True for exactly one caller per ``what``, however many monitors run at once."""
-        return self.claim_many([what], ttl)[0]
-
     def claim_many(self, whats: list[str], ttl: int = CLAIM_TTL) -> list[bool]:
         """One round trip of SET NX: each ``what`` is won by exactly one caller."""
         pipe = self.r.pipeline(transaction=False)

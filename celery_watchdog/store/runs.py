@@ -184,9 +184,6 @@ class RunStore:
             out[name] = NameStats.from_replies(name, chunk[:12], chunk[12:36], chunk[36], chunk[37])
         return out
 
-    def memory_used(self) -> int:
-        return int(self.r.info("memory")["used_memory"])
-
 
 def glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
