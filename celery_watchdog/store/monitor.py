@@ -117,9 +117,6 @@ class MonitorStore(RunStore):
             pipe.zscore(f"{self.p}:running", runkey)
         return [score is not None for score in pipe.execute()]
 
-    def claimed(self, what: str) -> bool:
-        return bool(self.r.exists(f"{self.p}:claim:{what}"))
-
     def reschedule_many(self, moves: list[tuple[str, float, float]]) -> None:
         """(runkey, seen, deadline): move each deadline unless a flush moved it meanwhile."""
         if not moves:
