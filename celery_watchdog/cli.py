@@ -227,4 +227,4 @@ def workers(ctx: click.Context, as_json: bool) -> None:
 
 
 # Command modules add their commands to the group above when imported (they import it).
-from . import cli_dlq, cli_monitor  # noqa: E402,F401
+from . import cli_dlq, cli_incidents, cli_monitor  # noqa: E402,F401

@@ -29,6 +29,16 @@ def _render(report: PassReport) -> str:
         )
         if f.diagnosis:
             lines.append(f"            where it waits: {f.diagnosis}")
+    for n in report.notices:
+        sent = ", ".join(
+            f"{d.channel}: " + ("delivered" if d.ok else f"FAILED ({d.error})")
+            for d in n.deliveries
+        )
+        incident = n.alert.incident
+        lines.append(
+            f"  alert {n.alert.severity} {incident.notice} {n.alert.kind} [incident "
+            f"{incident.id}]: {n.alert.summary} -> {sent or 'no channel'}"
+        )
     return "\n".join(lines)
 
 
@@ -38,7 +48,7 @@ def _render(report: PassReport) -> str:
 def check(ctx: click.Context, as_json: bool) -> None:
     """Run one monitor pass: judge overdue runs, act once, print the findings."""
     session = open_session(ctx)
-    report = run_pass(session.wd, session.store, log=False)
+    report = run_pass(session.wd, session.store)
     echo_json(report.as_dict()) if as_json else click.echo(_render(report))
     ctx.exit(1 if report.findings or report.blind else 0)
 

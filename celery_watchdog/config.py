@@ -90,6 +90,34 @@ def _channels(name: str, value: Any) -> tuple[str, ...]:
     return urls
 
 
+SEVERITIES = ("P1", "P2", "P3")
+
+
+def _severity(name: str, value: Any) -> str:
+    if value not in SEVERITIES:
+        raise ConfigError(name, value, '"P1", "P2" or "P3"')
+    return str(value)
+
+
+def _severity_by_kind(name: str, value: Any) -> dict[str, str]:
+    from .alerts.wording import KINDS
+
+    if not isinstance(value, Mapping) or not all(k in KINDS for k in value):
+        raise ConfigError(name, value, f"a dict of alert kind ({', '.join(KINDS)}) -> P1|P2|P3")
+    return {kind: _severity(f"{name}[{kind!r}]", sev) for kind, sev in value.items()}
+
+
+def _task_severity(name: str, value: Any) -> str | dict[str, str]:
+    """A task's ``alert_severity``: one severity for every kind, or kind -> severity."""
+    return _severity(name, value) if isinstance(value, str) else _severity_by_kind(name, value)
+
+
+def _routes(name: str, value: Any) -> dict[str, tuple[str, ...]]:
+    if not isinstance(value, Mapping) or not all(k in SEVERITIES for k in value):
+        raise ConfigError(name, value, "a dict of P1|P2|P3 -> list of alert channel URLs")
+    return {sev: _channels(f"{name}[{sev!r}]", urls) for sev, urls in value.items()}
+
+
 def _key_prefix(name: str, value: Any) -> str:
     if not isinstance(value, str) or not value or any(c in value for c in " {}"):
         raise ConfigError(name, value, "a non-empty string without spaces or braces")
@@ -110,6 +138,7 @@ TASK_OPTION_VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "owner": _optional_str,
     "runbook": _optional_str,
     "alert_context": _str_tuple,
+    "alert_severity": _task_severity,
 }
 
 
@@ -126,6 +155,16 @@ class TaskPolicy:
     owner: str | None = None
     runbook: str | None = None
     alert_context: tuple[str, ...] = ()
+    alert_severity: str | dict[str, str] | None = None  # P1..P3, or kind -> P1..P3
+
+    def severity(self, kind: str, by_kind: Mapping[str, str], default: str) -> str:
+        """Task option -> ``watchdog_alert_severity`` -> the kind's default severity."""
+        own = self.alert_severity
+        if isinstance(own, str):
+            return own
+        if own and kind in own:
+            return own[kind]
+        return by_kind.get(kind, default)
 
 
 def _validate_policies(name: str, value: Any) -> dict[str, dict[str, Any]]:
@@ -181,7 +220,27 @@ class Settings:
     )
     on_stuck: str = _spec("revoke", _on_stuck, 'What to do with a stuck run: "revoke" | "alert".')
     max_deliveries: int = _spec(3, _positive_int, "A message delivered more often is poison.")
-    alert_channels: tuple[str, ...] = _spec(("log",), _channels, "Where alerts go.")
+    alert_channels: tuple[str, ...] = _spec(
+        ("log",), _channels, "Where alerts go (every severity not in watchdog_alert_routes)."
+    )
+    alert_routes: dict[str, tuple[str, ...]] = _spec(
+        {}, _routes, "Severity (P1|P2|P3) -> the channel URLs its alerts go to instead."
+    )
+    alert_severity: dict[str, str] = _spec(
+        {}, _severity_by_kind, "Alert kind -> P1|P2|P3, overriding that kind's default."
+    )
+    alert_repeat: float = _spec(
+        3600.0, _positive, "Seconds between reminders of an open, unacknowledged incident."
+    )
+    alert_group_threshold: int = _spec(
+        5, _positive_int, "More new incidents of one kind and task in a pass become one alert."
+    )
+    alert_timeout: float = _spec(
+        10.0, _positive, "Seconds one alert may take per channel, retries included."
+    )
+    sentry_crons: bool = _spec(
+        False, _bool, "Also send Sentry Crons error check-ins for beat tasks judged unhealthy."
+    )
     task_policies: dict[str, dict[str, Any]] = _spec(
         {}, _validate_policies, "Task-name glob -> task options (first match wins)."
     )
@@ -234,7 +293,9 @@ class Settings:
     ) -> TaskPolicy:
         """Resolve options in one order: task option -> policy entry -> setting -> default."""
         merged: dict[str, Any] = {
-            key: getattr(self, key) for key in TASK_OPTION_VALIDATORS if hasattr(self, key)
+            key: getattr(self, key)
+            for key in TASK_OPTION_VALIDATORS
+            if hasattr(self, key) and key != "alert_severity"  # that setting is per kind
         }
         for pattern, options in self.task_policies.items():
             if fnmatch.fnmatchcase(task_name, pattern):

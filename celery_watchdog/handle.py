@@ -96,16 +96,23 @@ class RunHandle:
         if r is None:
             return {}
         delivery = getattr(r, "delivery_info", None) or {}
-        return {
+        args = getattr(r, "args", None) or ()
+        kwargs = getattr(r, "kwargs", None) or {}
+        fields = {
             "queue": delivery.get("routing_key") or delivery.get("exchange"),
             "eta": _iso(getattr(r, "eta", None)),
             "expires": _iso(getattr(r, "expires", None)),
             "retries": getattr(r, "retries", None),
             "root_id": getattr(r, "root_id", None),
             "parent_id": getattr(r, "parent_id", None),
-            "args": redactor.args(getattr(r, "args", None) or (), params),
-            "kwargs": redactor.kwargs(getattr(r, "kwargs", None) or {}),
+            "args": redactor.args(args, params),
+            "kwargs": redactor.kwargs(kwargs),
         }
+        if self.policy.alert_context:  # who the run is for, shown in its alerts
+            fields["context"] = json.dumps(
+                redactor.mapping(_named(self.policy.alert_context, args, kwargs, params))
+            )
+        return fields
 
     def as_event(self, now: float, redactor: Redactor) -> dict[str, Any]:
         return {
@@ -168,6 +175,15 @@ def trim(event: dict[str, Any]) -> dict[str, Any]:
         if event.get(key) is not None:
             event[key] = _tail(str(event[key]), 500 if key == "exception" else 4000)
     return event
+
+
+def _named(names: tuple[str, ...], args: Any, kwargs: Any, params: list[str]) -> dict[str, Any]:
+    """The values of the named parameters, passed by keyword or by position."""
+    by_name = dict(kwargs) if isinstance(kwargs, dict) else {}
+    if isinstance(args, (list, tuple)):
+        for name, value in zip(params, args, strict=False):
+            by_name.setdefault(name, value)
+    return {name: by_name[name] for name in names if name in by_name}
 
 
 def _json_details(details: dict[str, Any] | None, redactor: Redactor) -> str | None:

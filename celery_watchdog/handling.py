@@ -1,6 +1,6 @@
 """From verdicts to actions, exactly once, for a whole pass at a time.
 
-claim (one round trip for all) -> plan (pure, :mod:`.plans`) -> act -> record -> log. Every
+claim (one round trip for all) -> plan (pure, :mod:`.plans`) -> act -> record. Every
 step works on the batch, so a pass costs a handful of Redis round trips and one revoke per
 worker, not ten round trips per due run.
 """
@@ -45,12 +45,11 @@ class Case:
 
 
 class Handler:
-    def __init__(self, wd: Watchdog, store: Store, now: float, log: bool = True) -> None:
+    def __init__(self, wd: Watchdog, store: Store, now: float) -> None:
         self.wd = wd
         self.app = wd.app
         self.store = store
         self.now = now
-        self.log = log
 
     def handle_all(self, verdicts: list[tuple[Run, Verdict, bool]]) -> list[Finding]:
         cases = self._claimed([Case(run, verdict, gone) for run, verdict, gone in verdicts])
@@ -164,8 +163,6 @@ class Handler:
         )  # fmt: skip
         if self._events_on():
             self._safely(actions.announce, self.app, c.run, c.verdict)
-        if self.log:  # the check command prints findings itself
-            logger.warning("celery_watchdog: %s", json.dumps(finding.as_dict(), default=str))
         return finding
 
     def escalate(self, limit: int) -> None:

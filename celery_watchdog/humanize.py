@@ -109,3 +109,20 @@ def fields(pairs: Sequence[tuple[str, object]]) -> str:
         lines.append(f"{key.ljust(width)}  {first}")
         lines.extend(f"{'':{width}}  {line}" for line in rest)
     return "\n".join(lines)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``"30m"`` -> 1800.0; units s, m, h, d, w; a bare number is seconds. ValueError if bad."""
+    value = text.strip().lower()
+    unit = value[-1:] if value[-1:] in _UNITS else "s"
+    number = value[:-1] if value[-1:] in _UNITS else value
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except ValueError:
+        raise ValueError(f"{text!r} is not a duration: expected e.g. 90s, 30m, 2h or 1d") from None
+    if not seconds > 0:
+        raise ValueError(f"{text!r} is not a duration: it must be more than zero")
+    return seconds

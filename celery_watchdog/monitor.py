@@ -16,6 +16,7 @@ from typing import Any
 
 from . import rules
 from .activation import Watchdog
+from .alerting import Alerter, Notice
 from .handling import Handler
 from .records import Finding, Run, Verdict
 from .store import Store
@@ -31,6 +32,7 @@ class PassReport:
     duration: float = 0.0
     blind: str | None = None  # why the watchdog was blind before this pass, if it was
     now: float = 0.0
+    notices: list[Notice] = field(default_factory=list)  # the messages this pass sent
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -39,6 +41,7 @@ class PassReport:
             "duration_ms": round(self.duration * 1000, 1),
             "blind": self.blind,
             "at": self.now,
+            "alerts": [n.as_dict() for n in self.notices],
         }
 
 
@@ -56,15 +59,16 @@ def blindness(last_pass: dict[str, str], now: float, interval: float) -> str | N
 
 
 def run_pass(
-    wd: Watchdog, store: Store | None = None, limit: int = 1000, log: bool = True
+    wd: Watchdog, store: Store | None = None, limit: int = 1000, alert: bool = True
 ) -> PassReport:
+    """One pass; with ``alert`` (the default) its findings reach people as incidents."""
     started = time.monotonic()
     store = store or wd.store()
     now = store.now()
     report = PassReport(
         now=now, blind=blindness(store.last_pass(), now, wd.settings.check_interval)
     )
-    handler = Handler(wd, store, now, log=log)
+    handler = Handler(wd, store, now)
     handler.escalate(limit)
     alive = store.online_workers()
     verdicts: list[tuple[Run, Verdict, bool]] = []
@@ -91,6 +95,9 @@ def run_pass(
     report.findings = handler.handle_all(verdicts)
     store.reschedule_many(moves)
     report.findings += handler.settle_lost(limit)
+    if alert:
+        alerter = Alerter(wd, store, now)
+        report.notices = alerter.on_findings(report.findings) + alerter.review(limit)
     report.duration = time.monotonic() - started
     store.record_pass(
         {

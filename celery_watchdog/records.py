@@ -52,6 +52,7 @@ class Run:
     processed: int | None = None
     total: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, str] = field(default_factory=dict)  # alert_context values (previews)
     args: str = ""
     kwargs: str = ""
     queue: str | None = None
@@ -87,10 +88,7 @@ class Run:
         """Merge the task document (per id) and the run document (per execution)."""
         times = {k: v for k in ("succeeded", "failed", "retried", "revoked") if (v := _f(task, k))}
         finished = None if run else max(times.values(), default=None)
-        try:
-            details = json.loads(run.get("details") or "{}")
-        except ValueError:
-            details = {}
+        details, context = _json_map(run.get("details")), _json_map(task.get("context"))
         both = {**task, **run}
         return cls(
             task_id=run.get("task_id") or task.get("uuid") or "",
@@ -110,7 +108,8 @@ class Run:
             step_timeout=_f(run, "step_timeout"),
             processed=_i(both, "processed"),
             total=_i(both, "total"),
-            details=details if isinstance(details, dict) else {},
+            details=details,
+            context=context,
             args=task.get("args", ""),
             kwargs=task.get("kwargs", ""),
             queue=_s(task, "queue"),
@@ -305,3 +304,11 @@ class Finding:
             "total": self.run.total,
             "deliveries": self.run.deliveries,
         }
+
+
+def _json_map(raw: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

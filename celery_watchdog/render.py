@@ -184,6 +184,15 @@ def status_text(doc: Mapping[str, Any], now: float) -> str:
         head += f"\nMonitor: last pass {ago(watch['last_pass'], now)}"
     if watch.get("dead_letters"):
         head += f"; {watch['dead_letters']} dead-lettered (celery watchdog dlq list)"
+    if watch.get("open_incidents"):
+        head += f"\nIncidents: {watch['open_incidents']} open (celery watchdog incidents)"
+    for ch in watch.get("alert_channels") or ():
+        if not ch["ok"]:
+            head += (
+                f"\nALERT CHANNEL FAILING: {ch['channel']}: {ch['last_error']} "
+                f"({ago(ch['last_error_at'], now)}; {ch['failed']} failed, "
+                f"{ch['delivered']} delivered)"
+            )
     if not doc["tasks"]:
         return head + "\n\nNo tasks recorded yet."
     rows = []

@@ -39,6 +39,7 @@ class WatchedTask(Task):
     owner: str | None = None
     runbook: str | None = None
     alert_context: tuple[str, ...] | None = None
+    alert_severity: str | dict[str, str] | None = None
 
     def heartbeat(
         self,

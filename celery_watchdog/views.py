@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -296,6 +296,20 @@ def _name_summary(
     }  # fmt: skip
 
 
+def _channel_health(status: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per alert channel: is its last delivery ok, and when did it last fail and why."""
+    out = []
+    for name, st in sorted(status.items()):
+        last = st.get("last") or {}
+        error = st.get("last_error") or {}
+        out.append({
+            "channel": name, "ok": bool(last.get("ok", True)), "delivered": st["delivered"],
+            "failed": st["failed"], "last_at": last.get("at"), "last_error": error.get("error"),
+            "last_error_at": error.get("at"), "last_ok_at": st.get("last_ok"),
+        })  # fmt: skip
+    return out
+
+
 def status_doc(store: Store, wd: Watchdog, *, now: float | None = None) -> dict[str, Any]:
     """Per task name: running runs by health, success rates, p95 runtime, last outcomes."""
     scene = _Scene(store, wd, now)
@@ -316,6 +330,8 @@ def status_doc(store: Store, wd: Watchdog, *, now: float | None = None) -> dict[
             "last_pass": float(last_pass["at"]) if last_pass.get("at") else None,
             "blind": blindness(last_pass, scene.now, wd.settings.check_interval),
             "dead_letters": store.dlq_count(),
+            "open_incidents": store.active_incident_count(),
+            "alert_channels": _channel_health(store.delivery_status()),
         },
         "tasks": {
             name: _name_summary(name, by_name.get(name, ()), stats.get(name), scene.policy(name))

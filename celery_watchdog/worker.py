@@ -41,6 +41,7 @@ class Reporter:
         self._cpu_prev: dict[int, tuple[float, float]] = {}
         self.blind: str | None = None
         self._blind_logged = -1e9
+        self._alerting: threading.Thread | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -80,10 +81,32 @@ class Reporter:
 
         store = self.wd.recorder.store
         last = store.last_pass()
-        self.blind = blindness(last, store.now(), self.wd.settings.check_interval)
+        now = store.now()
+        self.blind = blindness(last, now, self.wd.settings.check_interval)
         if self.blind and last and time.monotonic() - self._blind_logged > 300:
             self._blind_logged = time.monotonic()
             logger.error("celery_watchdog is BLIND: %s", self.blind)
+        if self.blind and last:
+            self._alert_blind(self.blind, now)
+
+    def _alert_blind(self, reason: str, now: float) -> None:
+        """Open (once, whichever worker is first) and remind the blind incident.
+
+        In its own thread: a channel that hangs must never delay the snapshot, whose expiry
+        would make this worker's runs look lost.
+        """
+        if self._alerting is not None and self._alerting.is_alive():
+            return
+        from .alerting import Alerter
+
+        def alert() -> None:
+            try:
+                Alerter(self.wd, self.wd.recorder.store, now).blind(reason, self.hostname)
+            except Exception as exc:
+                logger.warning("celery_watchdog: could not alert that it is blind: %s", exc)
+
+        self._alerting = threading.Thread(target=alert, name="celery-watchdog-blind", daemon=True)
+        self._alerting.start()
 
     def _save_messages(self, requests: list[Any]) -> None:
         """Keep the original message of runs active for a whole interval (replay needs it).

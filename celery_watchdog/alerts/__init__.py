@@ -9,7 +9,7 @@ for delivery in deliver(channels, alert, timeout=10.0):
 from __future__ import annotations
 
 from .channels import Channel, channel_from_url
-from .deliver import Delivery, deliver
+from .deliver import Delivery, deliver, deliver_many
 from .http import DeliveryError
 from .model import Alert, Incident
 from .wording import DEFAULT_SEVERITY, KINDS, SEVERITIES, default_severity
@@ -26,4 +26,5 @@ __all__ = [
     "channel_from_url",
     "default_severity",
     "deliver",
+    "deliver_many",
 ]

@@ -60,19 +60,27 @@ def deliver(
     channels: Sequence[Channel], alert: Alert, *, timeout: float = 10.0, retries: int = 2
 ) -> list[Delivery]:
     """One :class:`Delivery` per channel, in order; waits at most about ``timeout`` seconds."""
+    return deliver_many([(channels, alert)], timeout=timeout, retries=retries)[0]
+
+
+def deliver_many(
+    jobs: Sequence[tuple[Sequence[Channel], Alert]], *, timeout: float = 10.0, retries: int = 2
+) -> list[list[Delivery]]:
+    """Every (channels, alert) at once: all of them together take about ``timeout`` at most."""
     start = time.monotonic()
     deadline = start + timeout
     work = []
-    for channel in channels:
-        result = Delivery(channel=getattr(channel, "name", type(channel).__name__))
-        thread = threading.Thread(
-            target=_attempt, args=(channel, alert, result, deadline, retries),
-            name=f"watchdog-alert-{result.channel}", daemon=True,
-        )  # fmt: skip
-        thread.start()
-        work.append((thread, result))
-    results = []
-    for thread, result in work:
+    for channels, alert in jobs:
+        for channel in channels:
+            result = Delivery(channel=getattr(channel, "name", type(channel).__name__))
+            thread = threading.Thread(
+                target=_attempt, args=(channel, alert, result, deadline, retries),
+                name=f"watchdog-alert-{result.channel}", daemon=True,
+            )  # fmt: skip
+            thread.start()
+            work.append((alert, thread, result))
+    out: dict[int, list[Delivery]] = {id(alert): [] for _, alert in jobs}
+    for alert, thread, result in work:
         thread.join(max(0.0, deadline - time.monotonic()) + 0.05)
         if thread.is_alive():
             # Blocked in a call without its own timeout: stop waiting and report a snapshot
@@ -82,10 +90,10 @@ def deliver(
             )
             elapsed = round((time.monotonic() - start) * 1000, 1)
             result = replace(result, ok=False, error=late, elapsed_ms=elapsed)
-        results.append(result)
-    for result in (r for r in results if not r.ok):
-        logger.warning(
-            "celery_watchdog: alert %s via %s failed after %d attempt(s): %s",
-            alert.kind, result.channel, result.attempts, result.error,
-        )  # fmt: skip
-    return results
+        out[id(alert)].append(result)
+        if not result.ok:
+            logger.warning(
+                "celery_watchdog: alert %s via %s failed after %d attempt(s): %s",
+                alert.kind, result.channel, result.attempts, result.error,
+            )  # fmt: skip
+    return [out[id(alert)] for _, alert in jobs]

@@ -23,6 +23,9 @@ from . import wording
 class Incident:
     id: str | None = None
     state: str | None = None  # open | acknowledged | snoozed | resolved
+    notice: str = "opened"  # what this message is: opened | reminder | resolved
+    reminders: int = 0  # reminders sent before this one
+    resolution: str = ""  # how it ended, on the "resolved" message
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class Alert:
     at: float = 0.0  # when the alert was raised
     attempt: int | None = None  # deliveries of the message so far
     reason: str = ""
+    count: int = 1  # runs this alert stands for (more than one: a storm, grouped)
 
     @classmethod
     def from_finding(
@@ -68,11 +72,18 @@ class Alert:
         if severity is not None and severity not in wording.SEVERITIES:
             raise ValueError(f"severity {severity!r} is not valid: expected P1, P2 or P3")
         run = finding.run
-        # The values (task kwargs, or a WatchedTask's heartbeat details) narrowed to the names
-        # the task declared as ``alert_context``; redacted by name again all the same.
-        values = run.details if context_values is None else context_values
-        names = policy.alert_context or (() if context_values is None else tuple(values))
-        context = redactor.mapping({k: values[k] for k in names if k in values})
+        # The values (the task's arguments, or a WatchedTask's heartbeat details) narrowed to
+        # the names the task declared as ``alert_context``; redacted by name again all the same.
+        if context_values is None:  # the run's own: previews, redacted when recorded
+            values = {**run.context, **run.details}
+            context = {
+                k: REDACTED if redactor.is_secret(k) else str(values[k])
+                for k in policy.alert_context
+                if k in values
+            }
+        else:
+            names = policy.alert_context or tuple(context_values)
+            context = redactor.mapping({k: context_values[k] for k in names if k in context_values})
         shown = {k: v for k, v in context.items() if v != REDACTED}
         since = run.last_progress or run.last_heartbeat or run.step_started or run.started
         summary = wording.summary(
@@ -109,6 +120,26 @@ class Alert:
         return cls(kind="test", summary=summary, task_id="", task_name="celery_watchdog.test",
                    next_step=step, severity=wording.default_severity("test"), at=now)  # fmt: skip
 
+    def record(self) -> dict[str, Any]:
+        """Every field as plain JSON-able data (kept with the incident, for reminders)."""
+        doc = {f.name: getattr(self, f.name) for f in fields(self)}
+        doc["context"] = dict(self.context)
+        doc["incident"] = {f.name: getattr(self.incident, f.name) for f in fields(Incident)}
+        return doc
+
+    @classmethod
+    def from_record(cls, doc: Mapping[str, Any]) -> Alert:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in doc.items() if k in known}
+        inc = doc.get("incident") or {}
+        names = {f.name for f in fields(Incident)}
+        values["incident"] = Incident(**{k: v for k, v in inc.items() if k in names})
+        return cls(**values)
+
+    def notice(self, incident: Incident, now: float) -> Alert:
+        """The same facts, sent again as a reminder or a resolution at ``now``."""
+        return replace(self, incident=incident, at=now)
+
     def capped(self, max_chars: int) -> Alert:
         """A copy whose every text field fits ``max_chars`` (a channel's size limit)."""
         changes: dict[str, Any] = {
@@ -135,8 +166,12 @@ class Alert:
             "step": a.step, "processed": a.processed, "total": a.total, "action": a.action,
             "owner": a.owner, "runbook": a.runbook, "next_step": a.next_step,
             "severity": a.severity,
-            "incident": {"id": a.incident.id, "state": a.incident.state},
+            "incident": {
+                "id": a.incident.id, "state": a.incident.state, "notice": a.incident.notice,
+                "reminders": a.incident.reminders, "resolution": a.incident.resolution or None,
+            },
             "diagnosis": a.diagnosis, "at": iso(a.at), "attempt": a.attempt, "reason": a.reason,
+            "count": a.count,
         }  # fmt: skip
 
     def facts(self) -> list[tuple[str, str]]:
@@ -158,6 +193,7 @@ class Alert:
         )
         broke = ": ".join(x for x in (f"{self.task_name} {self.task_id}".strip(), self.reason) if x)
         rows = [
+            ("Resolved", self.incident.resolution if self.resolved else ""),
             ("What broke", broke),
             ("Affected", who), ("Since", since.strip("; ")), ("Where", where),
             ("System did", wording.done(self.action)), ("Next step", self.next_step),
@@ -167,8 +203,17 @@ class Alert:
         ]  # fmt: skip
         return [(label, value) for label, value in rows if value]
 
+    @property
+    def resolved(self) -> bool:
+        return self.incident.notice == "resolved"
+
     def title(self) -> str:
-        return f"[{self.severity}] {self.kind.replace('_', ' ')}: {self.summary}"
+        kind = self.kind.replace("_", " ")
+        if self.resolved:
+            return f"[{self.severity}] RESOLVED {kind}: {self.summary}"
+        if self.incident.notice == "reminder":
+            kind += f" (still open, reminder {self.incident.reminders})"
+        return f"[{self.severity}] {kind}: {self.summary}"
 
     def text(self, max_chars: int | None = None) -> str:
         """Plain text for a person (email body, chat, log); cut to ``max_chars`` if given."""

@@ -141,3 +141,28 @@ def _plain(value: str) -> str:
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
         return value[1:-1]
     return value
+
+
+GROUP_PHRASES: Mapping[str, str] = {
+    "stuck": "stuck", "slow": "running slow", "overtime": "past their time limit",
+    "lost": "lost (their worker stopped)", "poison": "crashing their worker",
+    "duplicate": "running twice", "failed": "failed",
+}  # fmt: skip
+SHOWN = 3  # context values named in a grouped summary before "and N more"
+
+
+def group_summary(
+    kind: str, name: str, count: int, steps: list[str | None], contexts: list[Mapping[str, str]]
+) -> str:
+    """``37 runs of reports.build stuck in 'Export to PDF' — accounts 12, 99, … and 34 more``."""
+    text = f"{count} runs of {name} {GROUP_PHRASES.get(kind, kind.replace('_', ' '))}"
+    named = {s for s in steps if s}
+    if len(named) == 1:
+        text += f" in '{named.pop()}'"
+    key = next((k for c in contexts for k in c), None)
+    if key is None:
+        return text
+    values = [_plain(c[key]) for c in contexts if key in c]
+    shown = ", ".join(values[:SHOWN])
+    more = count - min(len(values), SHOWN)
+    return f"{text} — {_label(key)}s {shown}" + (f" and {more} more" if more > 0 else "")

@@ -89,7 +89,8 @@ end
 -- What the task document says about its message, given by the first event of a run.
 local function message_fields(e)
   return {queue = e.queue, eta = e.eta, expires = e.expires, retries = e.retries,
-          root_id = e.root_id, parent_id = e.parent_id, args = e.args, kwargs = e.kwargs}
+          root_id = e.root_id, parent_id = e.parent_id, args = e.args, kwargs = e.kwargs,
+          context = e.context}
 end
 
 local names_seen = {}

@@ -1,0 +1,350 @@
+"""From verdicts to people: incidents that notify once, remind, resolve, and group storms.
+
+A finding opens an incident keyed by (kind, task name, run). Opening, reminding and resolving
+are each one atomic step in Redis (``lua/incidents.lua``), so any number of monitors send each
+message once. More than ``watchdog_alert_group_threshold`` new incidents of one kind and task
+in a pass become one grouped incident: an outage is one message, not a flood.
+
+Every pass also reviews the incidents still open: one whose condition cleared (the stuck run
+ended, the dead letter was replayed, the task succeeds again, monitor passes run again) is
+resolved with one "resolved" message; one left unacknowledged gets a reminder every
+``watchdog_alert_repeat`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .activation import Watchdog
+from .alerts import Alert, Channel, Delivery, Incident, channel_from_url, default_severity
+from .alerts.deliver import deliver_many
+from .alerts.wording import group_summary, next_step
+from .alerts.wording import summary as summary_of
+from .records import Finding
+from .store import IncidentDoc, Opening, Store, new_incident_id
+
+logger = logging.getLogger("celery_watchdog")
+RUN_KINDS = ("stuck", "slow", "overtime")  # resolved when their run ends
+DEAD_LETTER_KINDS = ("lost", "poison")  # resolved by a replay, or by the task succeeding again
+BLIND_KEY = "watchdog_blind|celery_watchdog.check|watchdog"
+
+# Called with each alert and its deliveries in the process that sent it (celery_watchdog.testing).
+listeners: list[Callable[[Alert, list[Delivery]], None]] = []
+muted = threading.Event()  # set: alerts reach the listeners only, no channel (tests)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One message sent: the alert and what each channel made of it."""
+
+    alert: Alert
+    deliveries: tuple[Delivery, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.alert.kind, "summary": self.alert.summary,
+            "severity": self.alert.severity, "incident": self.alert.incident.id,
+            "notice": self.alert.incident.notice,
+            "deliveries": [
+                {"channel": d.channel, "ok": d.ok, "error": d.error, "attempts": d.attempts}
+                for d in self.deliveries
+            ],
+        }  # fmt: skip
+
+
+class Router:
+    """The channels of each severity: ``watchdog_alert_routes``, else ``alert_channels``."""
+
+    def __init__(self, channels: Sequence[str], routes: dict[str, tuple[str, ...]]) -> None:
+        self._built: dict[str, Channel] = {}
+        self.default = [self.channel(url) for url in channels]
+        self.routes = {sev: [self.channel(url) for url in urls] for sev, urls in routes.items()}
+
+    def channel(self, url: str) -> Channel:
+        if url not in self._built:
+            self._built[url] = channel_from_url(url)
+        return self._built[url]
+
+    def built(self, url: str) -> list[Channel]:
+        """The configured channel of ``url``, if it is one."""
+        return [self._built[url]] if url in self._built else []
+
+    def for_severity(self, severity: str) -> list[Channel]:
+        return self.routes.get(severity, self.default)
+
+    def every(self) -> list[Channel]:
+        """Each configured channel once (what ``test-alert`` tries)."""
+        return list(self._built.values())
+
+
+def router_of(wd: Watchdog) -> Router:
+    router = getattr(wd, "_alert_router", None)
+    if router is None:
+        s = wd.settings
+        router = Router(s.alert_channels, s.alert_routes)
+        wd._alert_router = router  # type: ignore[attr-defined]
+    return router
+
+
+def send(
+    wd: Watchdog,
+    store: Store | None,
+    alerts: Sequence[Alert],
+    *,
+    channels: list[Channel] | None = None,
+) -> list[Notice]:
+    """Deliver each alert to its severity's channels, all at once; record how it went."""
+    if not alerts:
+        return []
+    router = router_of(wd)
+    jobs = [(router.for_severity(a.severity) if channels is None else channels, a) for a in alerts]
+    if muted.is_set():
+        jobs = [([], a) for _, a in jobs]
+    results = deliver_many(jobs, timeout=wd.settings.alert_timeout)
+    notices = [Notice(a, tuple(r)) for (_, a), r in zip(jobs, results, strict=True)]
+    for notice in notices:
+        for listener in list(listeners):
+            try:
+                listener(notice.alert, list(notice.deliveries))
+            except Exception:
+                logger.debug("celery_watchdog: alert listener failed", exc_info=True)
+    if store is not None:
+        now = alerts[0].at
+        try:
+            store.record_deliveries(
+                [(d.channel, d.ok, d.error, now) for n in notices for d in n.deliveries]
+            )
+        except Exception as exc:  # the alerts went out; only their bookkeeping failed
+            logger.warning("celery_watchdog: could not record alert deliveries: %s", exc)
+    return notices
+
+
+class Alerter:
+    """The alerting part of one monitor pass (or of one worker's blind check)."""
+
+    def __init__(self, wd: Watchdog, store: Store, now: float) -> None:
+        self.wd = wd
+        self.store = store
+        self.now = now
+        self.app_name = wd.app.main or "proj"
+
+    # -- opening -----------------------------------------------------------------------------
+
+    def on_findings(self, findings: Sequence[Finding]) -> list[Notice]:
+        """Open (or join) an incident per finding; send what opened."""
+        by_task: dict[tuple[str, str], list[Finding]] = defaultdict(list)
+        for f in findings:
+            by_task[(f.kind, f.run.name)].append(f)
+        openings: list[Opening] = []
+        for (kind, name), group in by_task.items():
+            alerts = [self.alert_of(f) for f in group]
+            group_key = f"{kind}|{name}|*"
+            if len(group) > self.wd.settings.alert_group_threshold:
+                openings.append(self._grouped(kind, name, group, alerts, group_key))
+            else:
+                for f, a in zip(group, alerts, strict=True):
+                    subject = subject_of(f)
+                    openings.append(Opening(
+                        key=f"{kind}|{name}|{subject}", group_key=group_key,
+                        id=a.incident.id or "", kind=kind, name=name, subject=subject,
+                        severity=a.severity, alert=a.record(),
+                    ))  # fmt: skip
+        return self._open(openings)
+
+    def _grouped(
+        self, kind: str, name: str, group: list[Finding], alerts: list[Alert], key: str
+    ) -> Opening:
+        first = alerts[0]
+        text = group_summary(
+            kind, name, len(group), [f.run.step for f in group], [a.context for a in alerts]
+        )
+        actions = {a.action for a in alerts}
+        alert = replace(
+            first, summary=text, count=len(group), task_id="", args="", kwargs="",
+            context={}, worker=_one({a.worker for a in alerts}),
+            action=actions.pop() if len(actions) == 1 else "mixed",
+            next_step=_group_next_step(kind, alerts, self.app_name),
+            severity=min(a.severity for a in alerts),  # the most urgent: P1 < P2 < P3
+        )  # fmt: skip
+        return Opening(
+            key=key, group_key="", id=alert.incident.id or "", kind=kind, name=name,
+            subject="*", severity=alert.severity, alert=alert.record(),
+            members=tuple(subject_of(f) for f in group),
+        )  # fmt: skip
+
+    def _open(self, openings: list[Opening]) -> list[Notice]:
+        results = self.store.incidents_open(self.now, openings)
+        opened = [
+            Alert.from_record(o.alert)
+            for o, (_, how) in zip(openings, results, strict=True)
+            if how == "opened"
+        ]
+        self._sentry_checkins(opened)
+        return send(self.wd, self.store, opened)
+
+    def alert_of(self, finding: Finding) -> Alert:
+        task = self.wd.app.tasks.get(finding.run.name)
+        policy = self.wd.policy(task or finding.run.name)
+        return Alert.from_finding(
+            finding, policy, redactor=self.wd.redactor, now=self.now,
+            severity=self.severity(finding.kind, policy), app_name=self.app_name,
+            incident=Incident(new_incident_id(), "open"),
+        )  # fmt: skip
+
+    def severity(self, kind: str, policy: Any = None) -> str:
+        by_kind, default = self.wd.settings.alert_severity, default_severity(kind)
+        if policy is None:
+            return by_kind.get(kind, default)
+        return str(policy.severity(kind, by_kind, default))
+
+    def blind(self, reason: str, worker: str | None = None) -> list[Notice]:
+        """Nobody is watching: open the one blind incident (from any worker), remind while so."""
+        alert = Alert(
+            kind="watchdog_blind",
+            summary=summary_of("watchdog_blind", "", quiet_for=None, running_for=None,
+                               worker=None, queue=None, deliveries=0, reason=reason),
+            task_id="", task_name="celery_watchdog.check", worker=worker, reason=reason,
+            next_step=next_step("watchdog_blind", "none", task_id="", idempotent=True,
+                                new_task_id=None, app_name=self.app_name),
+            severity=self.severity("watchdog_blind"), at=self.now,
+            incident=Incident(new_incident_id(), "open"),
+        )  # fmt: skip
+        notices = self._open([Opening(
+            key=BLIND_KEY, group_key="", id=alert.incident.id or "", kind=alert.kind,
+            name=alert.task_name, subject="watchdog", severity=alert.severity,
+            alert=alert.record(),
+        )])  # fmt: skip
+        return notices + self.remind(kinds=("watchdog_blind",))
+
+    # -- review ------------------------------------------------------------------------------
+
+    def review(self, limit: int = 1000) -> list[Notice]:
+        """Resolve what cleared (one message each), then remind of what is still open."""
+        active = self.store.active_incidents(limit)
+        cleared = self._cleared(active)
+        done = set(self.store.incidents_resolve(
+            self.now, [(inc.id, why, "watchdog") for inc, why in cleared]
+        ))  # fmt: skip
+        resolved = [
+            self._notice(inc, Incident(inc.id, "resolved", "resolved", inc.notifications - 1, why))
+            for inc, why in cleared
+            if inc.id in done
+        ]
+        return send(self.wd, self.store, resolved) + self.remind()
+
+    def remind(self, kinds: Sequence[str] = ()) -> list[Notice]:
+        due = self.store.incidents_remind(self.now, self.wd.settings.alert_repeat, kinds)
+        reminders = [
+            self._notice(inc, Incident(inc.id, "open", "reminder", inc.notifications - 1))
+            for inc in self.store.incidents(due)
+        ]
+        return send(self.wd, self.store, reminders)
+
+    def resolve_by_hand(self, inc: IncidentDoc, note: str, by: str) -> list[Notice]:
+        why = f"resolved by {by}" + (f": {note}" if note else "")
+        if not self.store.incidents_resolve(self.now, [(inc.id, why, by)]):
+            return []
+        notice = Incident(inc.id, "resolved", "resolved", max(0, inc.notifications - 1), why)
+        return send(self.wd, self.store, [self._notice(inc, notice)])
+
+    def _notice(self, inc: IncidentDoc, incident: Incident) -> Alert:
+        base = Alert.from_record(inc.alert) if inc.alert else Alert(
+            kind=inc.kind, summary=f"{inc.kind} in {inc.name}", task_id="", task_name=inc.name,
+            severity=inc.severity,
+        )  # fmt: skip
+        if inc.count > base.count:  # runs joined the group since it opened
+            base = replace(base, count=inc.count, summary=_recount(base, inc))
+        return base.notice(incident, self.now)
+
+    def _cleared(self, incidents: list[IncidentDoc]) -> list[tuple[IncidentDoc, str]]:
+        """The incidents whose condition no longer holds, each with how it ended."""
+        members = {
+            inc.id: self.store.incident_members(inc.id) if inc.group else [inc.subject]
+            for inc in incidents
+        }
+        runs = sorted({m for inc in incidents if inc.kind in RUN_KINDS for m in members[inc.id]})
+        running = dict(zip(runs, self.store.running_many(runs), strict=True))
+        names = sorted({inc.name for inc in incidents if inc.kind not in RUN_KINDS})
+        stats = self.store.name_stats(names, self.now) if names else {}
+        out = []
+        for inc in incidents:
+            subjects = members[inc.id]
+            why: str | None = None
+            if inc.kind == "watchdog_blind":
+                why = "monitor passes are running again"
+            elif inc.kind in RUN_KINDS:
+                if not any(running.get(m) for m in subjects):
+                    n = len(subjects)
+                    why = "the run ended" if n == 1 else f"all {n} runs ended"
+            elif inc.kind == "duplicate":
+                copies = [sum(r.running for r in self.store.task(m)) for m in subjects]
+                if all(n < 2 for n in copies):
+                    why = "only one copy is running now"
+            else:
+                why = self._dead_letter_cleared(inc, subjects, stats.get(inc.name))
+            if why:
+                out.append((inc, why))
+        return out
+
+    def _dead_letter_cleared(self, inc: IncidentDoc, subjects: list[str], stats: Any) -> str | None:
+        task_ids = [s.split("|", 1)[0] for s in subjects]
+        entries = [e for e in self.store.dlq_get_many(task_ids) if e is not None]
+        if entries:
+            if all(e.get("state") == "replayed" for e in entries):
+                return "replayed from the dead-letter queue"
+            return None
+        last_success = getattr(stats, "last_success", None)
+        if last_success is not None and last_success > inc.opened_at:
+            return f"{inc.name} succeeds again"
+        return None
+
+    def _sentry_checkins(self, alerts: Iterable[Alert]) -> None:
+        """Sentry Crons: an error check-in for a beat-scheduled task judged unhealthy."""
+        if not self.wd.settings.sentry_crons:
+            return
+        entries = beat_entries(self.wd.app)
+        for alert in alerts:
+            for slug in entries.get(alert.task_name, ()):
+                try:
+                    from sentry_sdk.crons import capture_checkin
+
+                    capture_checkin(monitor_slug=slug, status="error")
+                except Exception as exc:
+                    logger.warning("celery_watchdog: Sentry Crons check-in failed: %s", exc)
+
+
+def subject_of(finding: Finding) -> str:
+    """What one incident is about: a run, or (for a duplicate) the task id run twice."""
+    return finding.run.task_id if finding.kind == "duplicate" else finding.run.run_key
+
+
+def beat_entries(app: Any) -> dict[str, list[str]]:
+    """Task name -> the beat schedule entries that run it (Sentry's monitor slugs)."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for entry, spec in (app.conf.beat_schedule or {}).items():
+        task = spec.get("task") if isinstance(spec, dict) else None
+        if task:
+            out[task].append(entry)
+    return out
+
+
+def _one(values: set[str | None]) -> str | None:
+    return values.pop() if len(values) == 1 else None
+
+
+def _group_next_step(kind: str, alerts: list[Alert], app_name: str) -> str:
+    cli = f"celery -A {app_name} watchdog"
+    if any(a.action == "dead_lettered" for a in alerts):
+        return f"they were moved to the dead-letter queue: {cli} dlq list, then replay once fixed"
+    if kind in ("stuck", "lost"):
+        return f"look for one shared cause (a vendor, a database, a deploy): {cli} tasks"
+    return alerts[0].next_step
+
+
+def _recount(alert: Alert, inc: IncidentDoc) -> str:
+    return alert.summary.replace(f"{alert.count} runs", f"{inc.count} runs", 1)

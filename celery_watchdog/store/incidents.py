@@ -1,0 +1,209 @@
+"""Incidents and alert delivery status: the keys are described in ``lua/incidents.lua``.
+
+Also:
+  {p}:alerts:channels   HASH "{channel}|last" -> JSON of its last delivery, "{channel}|ok" and
+                        "{channel}|failed" -> counts; TTL 7 days from the last delivery
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .runs import RunStore
+
+_INCIDENTS = (Path(__file__).resolve().parent.parent / "lua" / "incidents.lua").read_text()
+RESOLVED_TTL = 7 * 86400
+STATUS_TTL = 7 * 86400
+
+
+@dataclass(frozen=True)
+class Opening:
+    """One incident to open, or to join when one is already open for its key."""
+
+    key: str
+    group_key: str
+    id: str
+    kind: str
+    name: str
+    subject: str
+    severity: str
+    alert: dict[str, Any]
+    members: tuple[str, ...] = ()  # a grouped incident: the subjects it stands for
+
+
+@dataclass(frozen=True)
+class IncidentDoc:
+    id: str
+    key: str
+    kind: str
+    name: str
+    subject: str
+    state: str  # open | acknowledged | snoozed | resolved
+    severity: str
+    opened_at: float
+    notified_at: float | None = None
+    notifications: int = 0
+    count: int = 1
+    group: bool = False
+    snooze_until: float | None = None
+    note: str = ""
+    by: str = ""
+    resolved_at: float | None = None
+    resolution: str = ""
+    alert: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return self.state != "resolved"
+
+    @classmethod
+    def from_hash(cls, h: dict[str, str]) -> IncidentDoc:
+        def num(key: str) -> float | None:
+            try:
+                return float(h[key]) if h.get(key) else None
+            except ValueError:
+                return None
+
+        try:
+            alert = json.loads(h.get("alert") or "{}")
+        except ValueError:
+            alert = {}
+        return cls(
+            id=h["id"], key=h.get("key", ""), kind=h.get("kind", ""), name=h.get("name", ""),
+            subject=h.get("subject", ""), state=h.get("state", "open"),
+            severity=h.get("severity", "P2"), opened_at=num("opened_at") or 0.0,
+            notified_at=num("notified_at"), notifications=int(num("notifications") or 0),
+            count=int(num("count") or 1), group=h.get("group") == "1",
+            snooze_until=num("snooze_until"), note=h.get("note", ""), by=h.get("by", ""),
+            resolved_at=num("resolved_at"), resolution=h.get("resolution", ""),
+            alert=alert if isinstance(alert, dict) else {},
+        )  # fmt: skip
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "kind": self.kind, "task_name": self.name, "subject": self.subject,
+            "state": self.state, "severity": self.severity, "opened_at": self.opened_at,
+            "notified_at": self.notified_at, "notifications": self.notifications,
+            "count": self.count, "group": self.group, "snooze_until": self.snooze_until,
+            "note": self.note, "by": self.by, "resolved_at": self.resolved_at,
+            "resolution": self.resolution, "summary": self.alert.get("summary", ""),
+            "task_id": self.alert.get("task_id", ""),
+        }  # fmt: skip
+
+
+class IncidentStore(RunStore):
+    def _incidents(self, *args: Any) -> Any:
+        script = getattr(self, "_incidents_script", None)
+        if script is None:
+            script = self._incidents_script = self.r.register_script(_INCIDENTS)
+        return script(keys=[], args=[str(a) for a in args])
+
+    def incidents_open(self, now: float, openings: Sequence[Opening]) -> list[tuple[str, str]]:
+        """(id, "opened" | "joined" | "existing") per opening, atomically for all of them."""
+        if not openings:
+            return []
+        args: list[Any] = ["open", self.p, repr(now)]
+        for o in openings:
+            args += [o.key, o.group_key, o.id, o.kind, o.name, o.subject, o.severity,
+                     json.dumps(o.alert, default=str), json.dumps(list(o.members))]  # fmt: skip
+        return [(str(i), str(how)) for i, how in self._incidents(*args)]
+
+    def incidents_remind(
+        self, now: float, every: float, kinds: Sequence[str] = (), limit: int = 1000
+    ) -> list[str]:
+        """Claim the reminders that are due: each id is returned to one caller only."""
+        return list(self._incidents("remind", self.p, repr(now), every, limit, json.dumps(kinds)))
+
+    def incidents_resolve(
+        self, now: float, items: Sequence[tuple[str, str, str]], ttl: int = RESOLVED_TTL
+    ) -> list[str]:
+        """(id, resolution, by): the ids this call resolved (each once, whoever asks)."""
+        if not items:
+            return []
+        args: list[Any] = ["resolve", self.p, repr(now), ttl]
+        for item in items:
+            args += list(item)
+        return list(self._incidents(*args))
+
+    def incident_set(
+        self, incident_id: str, state: str, now: float, *, until: float | None = None,
+        note: str = "", by: str = "",
+    ) -> int:  # fmt: skip
+        """1 when set, 0 when there is no such incident, -1 when it is already resolved."""
+        until_arg = "" if until is None else repr(until)
+        return int(
+            self._incidents("set", self.p, incident_id, state, repr(now), until_arg, note, by)
+        )
+
+    def incident(self, incident_id: str) -> IncidentDoc | None:
+        h = self.r.hgetall(f"{self.p}:inc:{incident_id}")
+        return IncidentDoc.from_hash(h) if h.get("id") else None
+
+    def incidents(self, ids: Sequence[str]) -> list[IncidentDoc]:
+        pipe = self.r.pipeline(transaction=False)
+        for i in ids:
+            pipe.hgetall(f"{self.p}:inc:{i}")
+        return [IncidentDoc.from_hash(h) for h in pipe.execute() if h.get("id")]
+
+    def active_incidents(self, limit: int = 1000) -> list[IncidentDoc]:
+        return self.incidents(self.r.zrange(f"{self.p}:inc:active", 0, limit - 1))
+
+    def active_incident_count(self) -> int:
+        return int(self.r.zcard(f"{self.p}:inc:active"))
+
+    def recent_incidents(self, limit: int = 100) -> list[IncidentDoc]:
+        """Newest first, resolved ones included while they are kept."""
+        return self.incidents(self.r.zrevrange(f"{self.p}:incidents", 0, limit - 1))
+
+    def incident_members(self, incident_id: str) -> list[str]:
+        return sorted(self.r.smembers(f"{self.p}:inc:{incident_id}:m"))
+
+    def find_incidents(self, prefix: str, limit: int = 10) -> list[str]:
+        """Ids starting with ``prefix`` (as with git hashes, a unique prefix is enough)."""
+        ids = self.r.zrevrange(f"{self.p}:incidents", 0, -1)
+        return [i for i in ids if i.startswith(prefix)][:limit]
+
+    # -- delivery status ---------------------------------------------------------------------
+
+    def record_deliveries(self, results: Sequence[tuple[str, bool, str | None, float]]) -> None:
+        """(channel, ok, error, at) per delivery: last outcome and counts per channel."""
+        if not results:
+            return
+        key = f"{self.p}:alerts:channels"
+        pipe = self.r.pipeline(transaction=False)
+        for channel, ok, error, at in results:
+            last = {"ok": ok, "error": error, "at": at}
+            if ok:
+                pipe.hset(key, f"{channel}|last_ok", repr(at))
+            else:
+                pipe.hset(key, f"{channel}|last_error", json.dumps(last))
+            pipe.hset(key, f"{channel}|last", json.dumps(last))
+            pipe.hincrby(key, f"{channel}|{'ok' if ok else 'failed'}", 1)
+        pipe.expire(key, STATUS_TTL)
+        pipe.execute()
+
+    def delivery_status(self) -> dict[str, dict[str, Any]]:
+        """Per channel: last delivery {ok, error, at}, delivered and failed counts."""
+        out: dict[str, dict[str, Any]] = {}
+        for field_, raw in self.r.hgetall(f"{self.p}:alerts:channels").items():
+            channel, _, what = field_.rpartition("|")
+            doc = out.setdefault(channel, {"channel": channel, "delivered": 0, "failed": 0})
+            if what in ("last", "last_error"):
+                doc[what] = json.loads(raw)
+            elif what == "last_ok":
+                doc[what] = float(raw)
+            elif what == "ok":
+                doc["delivered"] = int(raw)
+            elif what == "failed":
+                doc["failed"] = int(raw)
+        return out
+
+
+def new_incident_id() -> str:
+    """Random, short enough to type; like a git hash, a unique prefix of it is enough."""
+    return secrets.token_hex(5)
