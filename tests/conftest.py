@@ -6,14 +6,19 @@ Tests never touch the Redis on 6379 that may run on the machine: a session-wide 
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
+import sentry_sdk
+from aiosmtpd.controller import Controller
 from celery import Celery
 
 from celery_watchdog.embedded import RedisServer
+from tests.alert_peers import Mailbox, Receiver
 from tests.helpers import PreforkWorker, make_app, require_rabbitmq
 
 
@@ -91,3 +96,40 @@ def shared_prefork_worker() -> Iterator[PreforkWorker]:
 def rabbitmq_url() -> str:
     """The local RabbitMQ URL; the test is skipped when the broker is not reachable."""
     return require_rabbitmq()
+
+
+# -- local peers of the alert channels ----------------------------------------------------
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield server
+    server.release.set()
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.fixture
+def mailbox() -> Iterator[tuple[Mailbox, int]]:
+    box = Mailbox()
+    with socket.socket() as probe:  # aiosmtpd needs a concrete port to check it started
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(box, hostname="127.0.0.1", port=port, server_hostname="localhost")
+    controller.start()
+    yield box, controller.port
+    controller.stop()
+
+
+@pytest.fixture
+def sentry(receiver: Receiver) -> Iterator[Receiver]:
+    """sentry-sdk with its real HTTP transport, pointed at the receiver; reset afterwards."""
+    dsn = f"http://public@127.0.0.1:{receiver.server_address[1]}/1"
+    sentry_sdk.init(dsn=dsn, default_integrations=False, auto_enabling_integrations=False)
+    yield receiver
+    sentry_sdk.get_client().close(timeout=2)
+    sentry_sdk.get_global_scope().set_client(None)

@@ -6,53 +6,15 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import socket
-import threading
 import time
-from collections.abc import Iterator
 from email import message_from_bytes
 
 import pytest
 import sentry_sdk
-from aiosmtpd.controller import Controller
 
 from celery_watchdog.alerts import channel_from_url, deliver
 from celery_watchdog.alerts.channels.webhook import sign
 from tests.alert_peers import SECRETS, Mailbox, Receiver, secret_alert, sentry_events
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server
-    server.release.set()
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
-
-
-@pytest.fixture
-def mailbox() -> Iterator[tuple[Mailbox, int]]:
-    box = Mailbox()
-    with socket.socket() as probe:  # aiosmtpd needs a concrete port to check it started
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(box, hostname="127.0.0.1", port=port, server_hostname="localhost")
-    controller.start()
-    yield box, controller.port
-    controller.stop()
-
-
-@pytest.fixture
-def sentry(receiver: Receiver) -> Iterator[Receiver]:
-    """sentry-sdk with its real HTTP transport, pointed at the receiver; reset afterwards."""
-    dsn = f"http://public@127.0.0.1:{receiver.server_address[1]}/1"
-    sentry_sdk.init(dsn=dsn, default_integrations=False, auto_enabling_integrations=False)
-    yield receiver
-    sentry_sdk.get_client().close(timeout=2)
-    sentry_sdk.get_global_scope().set_client(None)
 
 
 def test_webhook_posts_the_alert_body_with_a_signature_that_verifies(receiver: Receiver) -> None:

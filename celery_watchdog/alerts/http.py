@@ -6,6 +6,7 @@ reset connections) and cannot help when the request itself is wrong (any other 4
 
 from __future__ import annotations
 
+import hashlib
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -67,3 +68,12 @@ def shown(url: str) -> str:
         return url[:40]
     host = rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
     return f"{scheme}://{host}" + ("/…" if rest[len(host) :].strip("/") else "")
+
+
+def channel_name(url: str) -> str:
+    """A channel's name: :func:`shown`, plus a short digest of the hidden part, so that two
+    webhooks on one host stay apart in ``status`` without showing their tokens."""
+    name = shown(url)
+    if name.endswith("/…"):
+        name += hashlib.sha256(url.encode()).hexdigest()[:6]
+    return name

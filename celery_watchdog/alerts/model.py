@@ -75,12 +75,10 @@ class Alert:
         # The values (the task's arguments, or a WatchedTask's heartbeat details) narrowed to
         # the names the task declared as ``alert_context``; redacted by name again all the same.
         if context_values is None:  # the run's own: previews, redacted when recorded
-            values = {**run.context, **run.details}
-            context = {
-                k: REDACTED if redactor.is_secret(k) else str(values[k])
-                for k in policy.alert_context
-                if k in values
-            }
+            # (its recorded context was chosen by the alert_context of the worker's policy)
+            values = {**run.context}
+            values.update({k: run.details[k] for k in policy.alert_context if k in run.details})
+            context = {k: REDACTED if redactor.is_secret(k) else str(v) for k, v in values.items()}
         else:
             names = policy.alert_context or tuple(context_values)
             context = redactor.mapping({k: context_values[k] for k in names if k in context_values})

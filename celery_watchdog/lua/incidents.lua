@@ -57,6 +57,7 @@ local function open()
     local known = gid or active(key)
     if known then
       local joins = gid or #members > 0
+      if gid and #members == 0 then members = {ARGV[i + 5]} end  -- one run joins a group
       if joins then join(known, members, count) end
       out[#out + 1] = {known, joins and 'joined' or 'existing'}
     else

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import apprise
 
-from ..http import DeliveryError, shown
+from ..http import DeliveryError, channel_name
 from ..model import Alert
 
 MAX_CHARS = 4000  # below the tightest common limit (Discord 2000 is cut by Apprise itself)
@@ -13,7 +13,7 @@ MAX_CHARS = 4000  # below the tightest common limit (Discord 2000 is cut by Appr
 class AppriseChannel:
     def __init__(self, url: str) -> None:
         self.apprise = apprise.Apprise()
-        self.name = shown(url)
+        self.name = channel_name(url)
         if not self.apprise.add(url):
             raise ValueError(f"alert channel {self.name!r} is not a URL Apprise accepts")
 

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from .. import http
-from ..http import shown
+from ..http import channel_name
 from ..model import Alert
 from .webhook import split_secret
 
@@ -45,7 +45,7 @@ def blocks(alert: Alert) -> dict[str, Any]:
 class SlackChannel:
     def __init__(self, url: str) -> None:
         self.url, _ = split_secret(url, "slack+")
-        self.name = shown(url)
+        self.name = channel_name(url)
 
     def send(self, alert: Alert, timeout: float = 10.0) -> None:
         body = json.dumps(blocks(alert), default=str).encode()

@@ -12,7 +12,7 @@ import socket
 from email.message import EmailMessage
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ..http import DeliveryError, shown
+from ..http import DeliveryError, channel_name, shown
 from ..model import Alert
 
 MAX_CHARS = 20000
@@ -44,7 +44,7 @@ class SmtpChannel:
         # gethostname, not getfqdn: start-up validation builds this and must not wait on DNS.
         self.sender = query.get("from", [f"celery-watchdog@{socket.gethostname()}"])[0]
         self.starttls = query.get("starttls", ["0"])[0].lower() in ("1", "true", "yes")
-        self.name = shown(url)
+        self.name = channel_name(url)
 
     def message(self, alert: Alert) -> EmailMessage:
         a = alert.capped(MAX_CHARS)

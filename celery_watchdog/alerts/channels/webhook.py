@@ -13,7 +13,7 @@ import json
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .. import http
-from ..http import shown
+from ..http import channel_name, shown
 from ..model import Alert
 
 MAX_FIELD_CHARS = 4000
@@ -40,7 +40,7 @@ def sign(secret: str, body: bytes) -> str:
 class WebhookChannel:
     def __init__(self, url: str) -> None:
         self.url, self.secret = split_secret(url, "webhook+")
-        self.name = shown(url)
+        self.name = channel_name(url)
 
     def send(self, alert: Alert, timeout: float = 10.0) -> None:
         body = json.dumps(alert.as_dict(max_chars=MAX_FIELD_CHARS), default=str).encode()
