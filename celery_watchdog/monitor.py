@@ -18,6 +18,7 @@ from . import rules
 from .activation import Watchdog
 from .alerting import Alerter, Notice
 from .handling import Handler
+from .humanize import duration
 from .records import Finding, Run, Verdict
 from .store import Store
 
@@ -52,8 +53,8 @@ def blindness(last_pass: dict[str, str], now: float, interval: float) -> str | N
         return "no monitor pass has ever completed (is beat or `celery watchdog monitor` running?)"
     if now - at > BLIND_AFTER * interval:
         return (
-            f"no monitor pass for {now - at:.0f}s (expected every {interval:.0f}s): beat is "
-            "down, or every worker slot is busy or stuck"
+            f"no monitor pass for {duration(now - at)} (expected every {duration(interval)}): "
+            "beat is down, or every worker slot is busy or stuck"
         )
     return None
 

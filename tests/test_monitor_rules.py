@@ -94,7 +94,7 @@ def test_a_lost_run_out_of_delivery_budget_is_dead_lettered() -> None:
 def test_the_watchdog_is_blind_after_three_intervals_without_a_pass() -> None:
     assert blindness({"at": "1000"}, now=1029, interval=10) is None
     reason = blindness({"at": "1000"}, now=1031, interval=10)
-    assert reason and "no monitor pass for 31s" in reason
+    assert reason and "no monitor pass for 31 s" in reason
     assert "ever completed" in (blindness({}, now=1, interval=10) or "")
 
 
