@@ -259,6 +259,8 @@ class Alerter:
         )  # fmt: skip
         if inc.count > base.count:  # runs joined the group since it opened
             base = replace(base, count=inc.count, summary=_recount(base, inc))
+        if incident.notice == "resolved" and base.action not in ("dead_lettered", "quarantined"):
+            base = replace(base, next_step="nothing to do: it is over")
         return base.notice(incident, self.now)
 
     def _cleared(self, incidents: list[IncidentDoc]) -> list[tuple[IncidentDoc, str]]:

@@ -23,8 +23,16 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="use this Redis (default: $REDIS_URL, else an embedded redis-server)",
     )
+    run.add_argument(
+        "--webhook",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="also post every alert to URL (an https:// webhook, or any alert channel URL such "
+        "as slack+https://…); repeatable",
+    )
     args = parser.parse_args(argv)
-    return demo.run(duration=args.duration, redis_url=args.redis_url)
+    return demo.run(duration=args.duration, redis_url=args.redis_url, webhooks=args.webhook)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,10 @@ app.conf.update(
     watchdog_heartbeat_timeout=20,
     watchdog_check_interval=CHECK_INTERVAL,
     watchdog_terminate_grace=5,
+    watchdog_snapshot_interval=1.0 if FAST else 2.0,
+    # Alerts: the log, plus what the demo adds (its own receiver, and any --webhook URL given).
+    watchdog_alert_channels=["log", *os.environ.get("WATCHDOG_DEMO_ALERT_URLS", "").split()],
+    watchdog_alert_timeout=5,
     watchdog_task_policies={
         # Exports: slow past 6 s (reported, never stopped), and who to call about them.
         "example_project.tasks.export_*": {

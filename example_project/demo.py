@@ -1,11 +1,12 @@
 """``python -m example_project demo``: a worker, beat and a live watchdog view in one command.
 
 It starts (each in its own process group, logging to a temporary directory) an embedded Redis
-unless one is given, ``celery worker -P prefork -c 5`` and ``celery beat`` (which runs the
+unless one is given, ``celery worker -P prefork`` and ``celery beat`` (which runs the
 watchdog's monitor pass, ``celery_watchdog.check``, every few seconds); enqueues a mix of
-healthy, slow, stuck, looping, crashing and failing tasks; then shows every few seconds
-``celery watchdog status``, ``tasks`` and ``dlq list``, what the monitor found and did (read
-from the worker log, where each check writes one JSON line per finding) and how the failed
+healthy, slow, stuck, looping, crashing, duplicated and failing tasks; stops beat for a while
+(so that the workers say nobody is watching); then shows every few seconds
+``celery watchdog status``, ``tasks`` and ``dlq list``, every alert the monitor sent (to a
+webhook receiver the demo runs, and to each ``--webhook`` URL given) and how the failed
 ``charge_card`` is shown with its secret redacted. Ctrl-C or ``--duration`` stops everything.
 
 The ``celery watchdog`` commands run inside this process (the same code as the command line,
@@ -19,13 +20,14 @@ import contextlib
 import io
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -37,10 +39,13 @@ from celery_watchdog.embedded import RedisServer
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 REFRESH_SECONDS = 3.0
 STOP_TIMEOUT = 10.0
-# Five children: three example tasks hang or loop on purpose, and the monitor's own check
-# (a task like any other, sent by beat) still finds a free child while they do.
-CONCURRENCY = 5
-FINDINGS_SHOWN = 10
+# Eight children: seven example tasks run long at the start (three hang or loop on purpose),
+# and the monitor's own check (a task like any other, sent by beat) still finds a free child.
+CONCURRENCY = 8
+RECENT_ALERTS = 20.0  # seconds an alert is shown in full, then as one line
+# Beat is stopped after this many check intervals, for this many (blind after 3 of them).
+BLIND_STARTS_AFTER = 12
+BLIND_LASTS = 5
 
 _stop_requested = False  # set by the signal handler; see _interrupt()
 
@@ -114,8 +119,8 @@ def enqueue_mix(results: list[Any]) -> dict[str, str]:
 
     ids: dict[str, str] = {}
 
-    def send(task: Any, **kwargs: Any) -> None:
-        results.append(task.apply_async(kwargs=kwargs))
+    def send(task: Any, task_id: str | None = None, **kwargs: Any) -> None:
+        results.append(task.apply_async(kwargs=kwargs, task_id=task_id))
         short = task.name.rsplit(".", 1)[-1]
         ids[short] = results[-1].id
         shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
@@ -126,6 +131,10 @@ def enqueue_mix(results: list[Any]) -> dict[str, str]:
         send(tasks.send_welcome_email, user_id=user_id)
     send(tasks.export_report, account_id=42, rows=300)  # ~16 s: slow past its 6 s budget
     send(tasks.export_report, account_id=7, rows=60)
+    # A producer that retried a publish with the same task id: two runs of one id at once.
+    twice = str(uuid.uuid4())
+    send(tasks.nightly_rollup, task_id=twice, region="eu")
+    send(tasks.nightly_rollup, task_id=twice, region="eu")
     send(tasks.charge_card, account_id=42, amount=-5, card_token="tok_live_4242")
     send(tasks.resize_image, image_id=1001)
     send(tasks.sync_vendor, account_id=42)
@@ -182,81 +191,74 @@ def show_excerpt(args: list[str], fields: tuple[str, ...]) -> None:
     say()
 
 
-# A worker log line written by the `celery_watchdog` logger, e.g.
-# [2026-11-22 22:34:05,453: WARNING/ForkPoolWorker-1] celery_watchdog: {"kind": "stuck", ...}
-_MONITOR_LINE = re.compile(r"^\[(?P<at>[^\]]+?): \w+/[^\]]+\] celery_watchdog: (?P<text>.*)$")
+class AlertFeed(ThreadingHTTPServer):
+    """The demo's own alert receiver: the worker's monitor passes post every alert here (the
+    webhook channel), and each refresh prints them as the person on call would read them."""
 
+    daemon_threads = True
 
-class MonitorLog:
-    """What the monitor found and did, read from the worker log as beat's checks write it.
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _AlertPost)
+        self.alerts: list[tuple[float, dict[str, Any]]] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve_forever, args=(0.2,), daemon=True).start()
 
-    Each finding is one JSON line on the ``celery_watchdog`` logger; other lines of that logger
-    (an action that failed, for instance) are kept as notes.
-    """
+    @property
+    def channel(self) -> str:
+        return f"webhook+http://127.0.0.1:{self.server_address[1]}/alerts"
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0
-        self.partial = b""
-        self.entries: list[tuple[str, dict[str, Any] | str]] = []
+    def received(self) -> list[tuple[float, dict[str, Any]]]:
+        with self.lock:
+            return list(self.alerts)
 
-    def read_new(self) -> None:
-        try:
-            with open(self.path, "rb") as log:
-                log.seek(self.offset)
-                chunk = log.read()
-        except OSError:
-            return
-        self.offset += len(chunk)
-        *lines, self.partial = (self.partial + chunk).split(b"\n")
-        for raw in lines:
-            match = _MONITOR_LINE.match(raw.decode(errors="replace").rstrip("\r"))
-            if not match:
-                continue
-            at = match["at"].split(" ")[-1].split(",")[0]  # "2026-11-22 22:34:05,453" -> time
-            text = match["text"]
-            try:
-                finding = json.loads(text)
-            except ValueError:
-                finding = None
-            self.entries.append((at, finding if isinstance(finding, dict) else text))
-
-    def render(self, interval: float, states: dict[str, Any], limit: int = FINDINGS_SHOWN) -> str:
-        """The newest findings; ``states`` is ``watchdog tasks --json`` (each run's state now)."""
-        head = (
-            f"Monitor findings (beat runs celery_watchdog.check every {interval:g}s; "
-            f"read from the worker log, newest last):"
-        )
-        if not self.entries:
+    def render(self, states: dict[str, Any], now: float) -> str:
+        """Recent alerts in full (what a person reads), older ones as one line each."""
+        alerts = self.received()
+        head = "Alerts (posted by the monitor to this demo's webhook; newest last):"
+        if not alerts:
             return f"{head}\n  none yet"
         lines = [head]
-        if len(self.entries) > limit:
-            lines.append(f"  ... {len(self.entries) - limit} earlier")
-        for at, entry in self.entries[-limit:]:
-            lines += render_finding(at, entry, states)
+        for at, body in alerts:
+            if now - at > RECENT_ALERTS:
+                lines.append(f"  {time.strftime('%H:%M:%S', time.localtime(at))}  {_title(body)}")
+                continue
+            lines.append("")
+            lines += ["  " + line for line in str(body.get("text", "")).splitlines()]
+            task = body.get("task") or {}
+            state = states.get(str(task.get("id")))
+            if isinstance(state, dict) and state.get("state"):
+                # What became of the run: a stopped one reads "REVOKED (terminated by signal 15)".
+                why = str(state.get("exception") or "").removeprefix("Revoked: ")
+                lines.append(f"  Now: {state['state']}" + (f" ({why})" if why else ""))
         return "\n".join(lines)
 
 
-def render_finding(at: str, entry: dict[str, Any] | str, states: dict[str, Any]) -> list[str]:
-    if isinstance(entry, str):
-        return [f"  {at}  note: {entry}"]
-    task = entry.get("task") or {}
-    action = str(entry.get("action") or "none")
-    if entry.get("detail"):
-        action += f" ({entry['detail']})"
-    lines = [
-        f"  {at}  {str(entry.get('kind', '?')).upper():9} {task.get('name')}[{task.get('id')}]",
-        f"            reason: {entry.get('reason')}",
-        f"            action: {action}",
-    ]
-    if entry.get("diagnosis"):
-        lines.append(f"            where it waits: {entry['diagnosis']}")
-    now = states.get(str(task.get("id")))
-    if isinstance(now, dict) and now.get("state"):
-        # What became of the run: a stopped one reads "REVOKED (terminated by signal 15)".
-        why = str(now.get("exception") or "").removeprefix("Revoked: ")
-        lines.append(f"            now:    {now['state']}" + (f" ({why})" if why else ""))
-    return lines
+class _AlertPost(BaseHTTPRequestHandler):
+    server: AlertFeed
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            doc = None
+        if isinstance(doc, dict):
+            with self.server.lock:
+                self.server.alerts.append((time.time(), doc))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _title(body: dict[str, Any]) -> str:
+    incident = body.get("incident") or {}
+    notice = incident.get("notice") or "opened"
+    return (
+        f"[{body.get('severity')}] {str(body.get('kind', '?')).upper()} ({notice}, incident "
+        f"{incident.get('id')}): {body.get('summary')}"
+    )
 
 
 def task_states() -> dict[str, Any]:
@@ -267,6 +269,40 @@ def task_states() -> dict[str, Any]:
     except ValueError:
         return {}
     return states if isinstance(states, dict) else {}
+
+
+class BlindSpell:
+    """Stop beat for a while to show what happens when nobody watches: the worker's reporter
+    sees no monitor pass for 3 check intervals and alerts (P1, once, whichever worker is
+    first); beat started again runs a pass, which resolves that incident."""
+
+    def __init__(self, interval: float, started: float) -> None:
+        self.begin = started + BLIND_STARTS_AFTER * interval
+        self.end = self.begin + BLIND_LASTS * interval
+        self.state = "before"
+
+    def step(
+        self, procs: list[tuple[str, Any]], env: dict[str, str], log_dir: Path, beat_args: list[str]
+    ) -> subprocess.Popen[bytes] | None:
+        """Stop or restart beat when it is time; the new beat process, when one started."""
+        now = time.monotonic()
+        if self.state == "before" and now >= self.begin:
+            self.state = "paused"
+            for name, proc in procs:
+                if name == "beat":
+                    say("[demo] stopping beat: no monitor passes until it is back")
+                    stop_process(name, proc)
+        elif self.state == "paused" and now >= self.end:
+            self.state = "after"
+            say("[demo] starting beat again")
+            return start_celery("beat", beat_args, env, log_dir)
+        return None
+
+    def status(self) -> str:
+        if self.state == "paused":
+            left = max(0.0, self.end - time.monotonic())
+            return f"[demo] beat is stopped on purpose (back in {left:.0f}s): watch for BLIND\n"
+        return ""
 
 
 def wait_for_worker(worker: subprocess.Popen[bytes], log_dir: Path, timeout: float = 30) -> bool:
@@ -297,7 +333,17 @@ def _sleep(seconds: float) -> None:
         time.sleep(min(0.1, left))
 
 
-def run(duration: float | None = None, redis_url: str | None = None) -> int:
+def alert_urls(feed: AlertFeed, webhooks: list[str]) -> str:
+    """The channels the demo adds: its own receiver, and each URL given with --webhook."""
+    urls = [feed.channel]
+    for url in webhooks:
+        urls.append(f"webhook+{url}" if url.startswith(("http://", "https://")) else url)
+    return " ".join(urls)
+
+
+def run(
+    duration: float | None = None, redis_url: str | None = None, webhooks: list[str] | None = None
+) -> int:
     global _stop_requested
     _stop_requested = False
     started = time.monotonic()
@@ -313,7 +359,11 @@ def run(duration: float | None = None, redis_url: str | None = None) -> int:
             redis_server = RedisServer().start()
             redis_url = redis_server.url
         os.environ["REDIS_URL"] = redis_url
+        feed = AlertFeed()
+        os.environ["WATCHDOG_DEMO_ALERT_URLS"] = alert_urls(feed, webhooks or [])
         env = child_env(redis_url)
+        for url in webhooks or ():
+            say(f"[demo] alerts are also posted to {url.split('?')[0]}")
         say(f"[demo] Redis: {redis_url}" + (" (embedded)" if redis_server else ""))
         say(f"[demo] logs: {log_dir}")
         node = f"demo-{uuid.uuid4().hex[:6]}@%h"
@@ -328,16 +378,19 @@ def run(duration: float | None = None, redis_url: str | None = None) -> int:
         ids = enqueue_mix(results)
         from example_project.celery import CHECK_INTERVAL
 
-        monitor_log = MonitorLog(log_dir / "worker.log")
+        blind = BlindSpell(CHECK_INTERVAL, started)
         while not _stop_requested and (duration is None or time.monotonic() - started < duration):
+            beat = blind.step(procs, env, log_dir, beat_args)
+            if beat is not None:
+                procs = [(n, p) for n, p in procs if n != "beat"] + [("beat", beat)]
             if sys.stdout.isatty():
                 say("\033[2J\033[H")  # clear the screen: a live view, not a scrolling log
             say(f"[demo] {time.monotonic() - started:.0f}s — Ctrl-C stops the demo")
             show(["watchdog", "status"])
             show(["watchdog", "tasks"])
             show(["watchdog", "dlq", "list"])
-            monitor_log.read_new()
-            say(monitor_log.render(CHECK_INTERVAL, task_states()))
+            say(blind.status())
+            say(feed.render(task_states(), time.time()))
             say()
             fields = ("Task ", "State ", "Kwargs ", "Exception ")
             show_excerpt(["watchdog", "task", ids["charge_card"]], fields)

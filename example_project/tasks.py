@@ -10,6 +10,8 @@
   (a policy in ``celery.py``) makes it *overtime*, terminated and dead-lettered.
 - ``resize_image``: kills its own process: *lost*, dead-lettered.
 - ``charge_card``: fails on bad input; its ``card_token`` shows as ``[redacted]``.
+- ``nightly_rollup``: healthy, but sent twice with one task id (a producer retrying a publish):
+  *duplicate*, reported and left to run.
 
 The budgets are short so that the demo shows every verdict within a minute (see ``celery.py``).
 """
@@ -127,6 +129,15 @@ def resize_image(image_id: int) -> None:
     time.sleep(1.0)  # opening the image ...
     log.warning("resize_image(%s): the image library crashes this process", image_id)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@app.task(base=WatchedTask, bind=True, owner="data", alert_context=("region",))
+def nightly_rollup(self: WatchedTask, region: str, parts: int = 20) -> int:
+    with self.step("aggregate"):
+        for i in range(1, parts + 1):
+            time.sleep(0.5)
+            self.heartbeat(processed=i, total=parts)
+    return parts
 
 
 @app.task

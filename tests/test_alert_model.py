@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from celery_watchdog.alerts import (
     Incident,
     channel_from_url,
     default_severity,
+    wording,
 )
 from celery_watchdog.config import DEFAULT_REDACT_KEYS, TaskPolicy
 from celery_watchdog.records import Finding, Run
@@ -128,7 +130,9 @@ def test_alert_carries_every_design_field_in_its_webhook_body() -> None:
         "diagnosis",
     }  # fmt: skip
     assert set(body["task"]) == {"id", "name", "args", "kwargs", "context"}
-    assert body["incident"] == {"id": "inc-1", "state": "open"}
+    assert body["incident"] == {
+        "id": "inc-1", "state": "open", "notice": "opened", "reminders": 0, "resolution": None,
+    }  # fmt: skip
     assert body["task"]["context"] == {"account_id": "12"}
     assert body["started_at"] == "2027-01-15T07:30:00Z"
 
@@ -184,3 +188,25 @@ def test_channel_names_never_show_secrets_or_tokens() -> None:
     for url in urls:
         name = channel_from_url(url).name
         assert not any(s in name for s in ("s3cr3t", "tok3n", "pa55")), name
+
+
+def test_a_record_turns_back_into_the_same_alert() -> None:
+    a = alert("stuck", "dead_lettered", incident=Incident("inc-1", "open"))
+    assert Alert.from_record(json.loads(json.dumps(a.record()))) == a
+
+
+def test_reminders_and_resolutions_say_so_in_the_title_and_resolution_line() -> None:
+    a = alert("stuck", "revoked")
+    reminder = a.notice(Incident("inc-1", "open", "reminder", 2), NOW + 60)
+    assert "(still open, reminder 2)" in reminder.title()
+    done = a.notice(Incident("inc-1", "resolved", "resolved", 0, "the run ended"), NOW + 60)
+    assert done.title().startswith("[P2] RESOLVED stuck: ")
+    assert done.text().splitlines()[2] == "Resolved: the run ended"
+
+
+def test_a_grouped_summary_names_the_first_accounts_and_counts_the_rest() -> None:
+    contexts = [{"account_id": str(n)} for n in (12, 99, 7, 5)]
+    text = wording.group_summary("stuck", "reports.build", 37, ["Export to PDF"] * 4, contexts)
+    assert text == (
+        "37 runs of reports.build stuck in 'Export to PDF' — accounts 12, 99, 7 and 34 more"
+    )

@@ -62,9 +62,11 @@ def record(
     return task_id
 
 
-def end(wd: Watchdog, store: Store, task_id: str, name: str, host: str = HOST) -> None:
-    event = {"kind": "end", "id": task_id, "name": name, "worker": host, "pid": 4242,
-             "slot": "4242", "state": "SUCCESS", "outcome": "succeeded", "age": 0.0}  # fmt: skip
+def end(
+    wd: Watchdog, store: Store, task_id: str, name: str, host: str = HOST, pid: int = 4242
+) -> None:
+    event = {"kind": "end", "id": task_id, "name": name, "worker": host, "pid": pid,
+             "slot": str(pid), "state": "SUCCESS", "outcome": "succeeded", "age": 0.0}  # fmt: skip
     store.write_batch([event], [], wd.recorder.limits)
 
 
@@ -275,3 +277,29 @@ def test_four_monitors_at_once_open_remind_and_resolve_each_incident_exactly_onc
     assert sent == {
         (name, notice): 1 for name in ids for notice in ("opened", "reminder", "resolved")
     }
+
+
+def test_two_progressing_runs_of_one_task_id_are_a_duplicate_incident_until_one_ends(
+    redis_url: str, receiver: Receiver
+) -> None:
+    wd, store = runtime(redis_url, watchdog_alert_channels=[hook(receiver, "/dup")])
+    task_id = str(uuid.uuid4())
+    handles = []
+    for host in ("dup-a@host", "dup-b@host"):
+        h = RunHandle(task_id, "rollup", host, watched=True, policy=wd.policy("rollup"), pid=7)
+        handles.append(h)
+        store.write_snapshot(host, {"active": []}, ttl=60, online=True)
+    for h in handles:
+        store.write_batch([h.as_event(time.monotonic(), wd.redactor)], [], wd.recorder.limits)
+        h.new = False
+    for h in handles:  # both keep making progress: later flushes must not hide the duplicate
+        h.processed, h.last_progress = 5, time.monotonic()
+        store.write_batch([h.as_event(time.monotonic(), wd.redactor)], [], wd.recorder.limits)
+    report = run_pass(wd, store)
+    assert [f.kind for f in report.findings] == ["duplicate"]
+    [body] = posts(receiver, "/dup")
+    assert body["kind"] == "duplicate" and "running twice" in body["summary"]
+    end(wd, store, task_id, "rollup", host="dup-b@host", pid=7)
+    run_pass(wd, store)
+    notices = [b["incident"]["notice"] for b in posts(receiver, "/dup")]
+    assert notices == ["opened", "resolved"]

@@ -174,7 +174,7 @@ class Alert:
 
     def facts(self) -> list[tuple[str, str]]:
         """Labelled lines, in the order a person asks: what, who, since when, where, done, next."""
-        who = ", ".join(f"{k}={v}" for k, v in self.context.items())
+        who = wording.who(self.context)
         since = f"started {when(self.started_at, self.at)}" if self.started_at else ""
         if self.last_heartbeat_at:
             since += f"; last heartbeat {when(self.last_heartbeat_at, self.at)}"

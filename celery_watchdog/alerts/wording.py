@@ -42,8 +42,12 @@ def default_severity(kind: str) -> str:
 def subject(name: str, step: str | None, context: Mapping[str, str]) -> str:
     """``"Export to PDF (reports.build) for account 12"``: the work, then who it is for."""
     what = f"{step} ({name})" if step else name or "a task"
-    who = ", ".join(f"{_label(key)} {_plain(value)}" for key, value in context.items())
-    return f"{what} for {who}" if who else what
+    return f"{what} for {who(context)}" if context else what
+
+
+def who(context: Mapping[str, str]) -> str:
+    """``"account 12, region eu"``."""
+    return ", ".join(f"{_label(key)} {_plain(value)}" for key, value in context.items())
 
 
 def summary(

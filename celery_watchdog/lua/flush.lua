@@ -149,8 +149,11 @@ for _, e in ipairs(batch.events) do
       redis.call('EXPIRE', p .. ':runs:' .. e.id, cfg.running_ttl)
       redis.call('SADD', p .. ':host:' .. e.worker, runkey)
       redis.call('EXPIRE', p .. ':host:' .. e.worker, cfg.running_ttl)
-      -- The same id running twice at once (celery#5935): due now, for the monitor to judge.
-      duplicate = redis.call('SCARD', p .. ':runs:' .. e.id) > 1
+    end
+    -- The same id running twice at once (celery#5935): due now, for the monitor to judge,
+    -- until it has (a later flush of either run must not push the verdict back).
+    if redis.call('SCARD', p .. ':runs:' .. e.id) > 1 then
+      duplicate = redis.call('EXISTS', p .. ':claim:duplicate:' .. e.id) == 0
     end
     redis.call('EXPIRE', tk, cfg.running_ttl)
     if duplicate then
