@@ -273,6 +273,13 @@ class Alerter:
         running = dict(zip(runs, self.store.running_many(runs), strict=True))
         names = sorted({inc.name for inc in incidents if inc.kind not in RUN_KINDS})
         stats = self.store.name_stats(names, self.now) if names else {}
+        lettered = sorted({
+            m.split("|", 1)[0]
+            for inc in incidents
+            if inc.kind not in (*RUN_KINDS, "duplicate", "watchdog_blind")
+            for m in members[inc.id]
+        })  # fmt: skip
+        entries = dict(zip(lettered, self.store.dlq_get_many(lettered), strict=True))
         out = []
         for inc in incidents:
             subjects = members[inc.id]
@@ -288,22 +295,11 @@ class Alerter:
                 if all(n < 2 for n in copies):
                     why = "only one copy is running now"
             else:
-                why = self._dead_letter_cleared(inc, subjects, stats.get(inc.name))
+                found = [entries.get(m.split("|", 1)[0]) for m in subjects]
+                why = _dead_letter_cleared(inc, [e for e in found if e], stats.get(inc.name))
             if why:
                 out.append((inc, why))
         return out
-
-    def _dead_letter_cleared(self, inc: IncidentDoc, subjects: list[str], stats: Any) -> str | None:
-        task_ids = [s.split("|", 1)[0] for s in subjects]
-        entries = [e for e in self.store.dlq_get_many(task_ids) if e is not None]
-        if entries:
-            if all(e.get("state") == "replayed" for e in entries):
-                return "replayed from the dead-letter queue"
-            return None
-        last_success = getattr(stats, "last_success", None)
-        if last_success is not None and last_success > inc.opened_at:
-            return f"{inc.name} succeeds again"
-        return None
 
     def _sentry_checkins(self, alerts: Iterable[Alert]) -> None:
         """Sentry Crons: an error check-in for a beat-scheduled task judged unhealthy."""
@@ -318,6 +314,19 @@ class Alerter:
                     capture_checkin(monitor_slug=slug, status="error")
                 except Exception as exc:
                     logger.warning("celery_watchdog: Sentry Crons check-in failed: %s", exc)
+
+
+def _dead_letter_cleared(inc: IncidentDoc, entries: list[Any], stats: Any) -> str | None:
+    """A dead-lettered run: cleared once replayed; one left to the broker or requeued: once
+    its task succeeds again."""
+    if entries:
+        if all(e.get("state") == "replayed" for e in entries):
+            return "replayed from the dead-letter queue"
+        return None
+    last_success = getattr(stats, "last_success", None)
+    if last_success is not None and last_success > inc.opened_at:
+        return f"{inc.name} succeeds again"
+    return None
 
 
 def subject_of(finding: Finding) -> str:

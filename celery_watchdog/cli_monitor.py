@@ -72,7 +72,7 @@ def monitor(ctx: click.Context, interval: float | None, passes: int, **_: Any) -
         started = time.monotonic()
         try:
             report = run_pass(session.wd, session.store)
-            if report.findings or report.blind:
+            if report.findings or report.blind or report.notices:
                 click.echo(_render(report))
         except Exception as exc:  # keep watching; a Redis blip must not end the loop
             click.echo(f"pass failed: {exc}", err=True)

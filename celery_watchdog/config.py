@@ -224,10 +224,10 @@ class Settings:
         ("log",), _channels, "Where alerts go (every severity not in watchdog_alert_routes)."
     )
     alert_routes: dict[str, tuple[str, ...]] = _spec(
-        {}, _routes, "Severity (P1|P2|P3) -> the channel URLs its alerts go to instead."
+        {}, _routes, "Severity (P1, P2, P3) -> the channel URLs its alerts go to instead."
     )
     alert_severity: dict[str, str] = _spec(
-        {}, _severity_by_kind, "Alert kind -> P1|P2|P3, overriding that kind's default."
+        {}, _severity_by_kind, "Alert kind -> P1, P2 or P3, overriding that kind's default."
     )
     alert_repeat: float = _spec(
         3600.0, _positive, "Seconds between reminders of an open, unacknowledged incident."

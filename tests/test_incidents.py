@@ -303,3 +303,43 @@ def test_two_progressing_runs_of_one_task_id_are_a_duplicate_incident_until_one_
     run_pass(wd, store)
     notices = [b["incident"]["notice"] for b in posts(receiver, "/dup")]
     assert notices == ["opened", "resolved"]
+
+
+def test_sentry_crons_get_an_error_check_in_for_a_beat_task_judged_stuck(
+    redis_url: str, sentry: Receiver
+) -> None:
+    wd, store = runtime(redis_url, watchdog_alert_channels=["sentry"], watchdog_sentry_crons=True)
+    wd.app.conf.beat_schedule = {
+        "nightly-export": {"task": "reports.nightly", "schedule": 3600.0},
+    }
+    record(wd, store, "reports.nightly")
+    record(wd, store, "reports.adhoc")  # not beat-scheduled: an event, no check-in
+    run_pass(wd, store)
+    import sentry_sdk
+
+    sentry_sdk.flush(timeout=5)
+    checkins = []
+    for body in sentry.bodies("/api/1/envelope/"):
+        lines = body.split(b"\n")
+        for header, payload in zip(lines[1::2], lines[2::2], strict=False):
+            if json.loads(header).get("type") == "check_in":
+                checkins.append(json.loads(payload))
+    assert [(c["monitor_slug"], c["status"]) for c in checkins] == [("nightly-export", "error")]
+
+
+def test_a_dead_lettered_lost_run_stays_open_until_replayed(
+    redis_url: str, receiver: Receiver
+) -> None:
+    wd, store = runtime(redis_url, watchdog_alert_channels=[hook(receiver, "/dl")])
+    task_id = record(wd, store, "billing.charge", host="gone@host", quiet=0)
+    store.r.delete(f"{store.p}:worker:gone@host")  # its worker stopped reporting: lost
+    [finding] = run_pass(wd, store).findings
+    assert (finding.kind, finding.action) == ("lost", "dead_lettered")
+    run_pass(wd, store)
+    [opened] = posts(receiver, "/dl")
+    assert opened["severity"] == "P1" and f"dlq show {task_id}" in opened["next_step"]
+    store.dlq_update(task_id, state="replayed")  # what `dlq replay` leaves behind
+    run_pass(wd, store)
+    resolved = posts(receiver, "/dl")[-1]
+    assert resolved["incident"]["notice"] == "resolved"
+    assert resolved["incident"]["resolution"] == "replayed from the dead-letter queue"
