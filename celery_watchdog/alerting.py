@@ -83,11 +83,9 @@ class Router:
 
 
 def router_of(wd: Watchdog) -> Router:
-    router = getattr(wd, "_alert_router", None)
-    if router is None:
-        s = wd.settings
-        router = Router(s.alert_channels, s.alert_routes)
-        wd._alert_router = router  # type: ignore[attr-defined]
+    if wd.alert_router is None:
+        wd.alert_router = Router(wd.settings.alert_channels, wd.settings.alert_routes)
+    router: Router = wd.alert_router
     return router
 
 
