@@ -5,6 +5,7 @@ behind."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ import sys
 import psutil  # type: ignore[import-untyped]  # no types-psutil in the dev extras
 import pytest
 
+from tests.alert_peers import Receiver
 from tests.helpers import REPO_ROOT
 
 
@@ -68,13 +70,22 @@ def alert_block(output: str, title: str) -> str:
 
 
 @pytest.mark.timeout(120)
-def test_demo_alerts_on_every_verdict_and_cleans_up() -> None:
+def test_demo_alerts_on_every_verdict_and_cleans_up(receiver: Receiver) -> None:
     # WATCHDOG_DEMO_FAST: the example tasks hang for 8 s (not 15) before the monitor acts,
     # and beat checks every 2 s: the stuck sync_vendor is dead-lettered ~10 s after the start;
     # beat is stopped from 24 s to 34 s, so the workers alert that nobody watches.
     env = {**demo_env(), "WATCHDOG_DEMO_FAST": "1"}
     done = subprocess.run(
-        [sys.executable, "-m", "example_project", "demo", "--duration", "45"],
+        [
+            sys.executable,
+            "-m",
+            "example_project",
+            "demo",
+            "--duration",
+            "45",
+            "--webhook",
+            receiver.url("/demo-alerts"),
+        ],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -114,6 +125,9 @@ def test_demo_alerts_on_every_verdict_and_cleans_up() -> None:
     ):
         block = alert_block(done.stdout, title)
         assert "Next step: " in block and "System did: " in block, block
+    # ... and the same alerts reached the --webhook URL given.
+    posted = {json.loads(b)["kind"] for b in receiver.bodies("/demo-alerts")}
+    assert posted >= {"stuck", "slow", "overtime", "lost", "duplicate", "watchdog_blind"}
     assert "progress has not moved" in alert_block(
         done.stdout, "[P2] stuck: example_project.tasks.reindex"
     )
