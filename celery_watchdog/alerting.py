@@ -32,6 +32,7 @@ logger = logging.getLogger("celery_watchdog")
 RUN_KINDS = ("stuck", "slow", "overtime")  # resolved when their run ends
 DEAD_LETTER_KINDS = ("lost", "poison")  # resolved by a replay, or by the task succeeding again
 BLIND_KEY = "watchdog_blind|celery_watchdog.check|watchdog"
+SAMPLE = 50  # runs of a grouped incident looked at first, each pass
 
 # Called with each alert and its deliveries in the process that sent it (celery_watchdog.testing).
 listeners: list[Callable[[Alert, list[Delivery]], None]] = []
@@ -262,11 +263,30 @@ class Alerter:
         return base.notice(incident, self.now)
 
     def _cleared(self, incidents: list[IncidentDoc]) -> list[tuple[IncidentDoc, str]]:
-        """The incidents whose condition no longer holds, each with how it ended."""
-        members = {
-            inc.id: self.store.incident_members(inc.id) if inc.group else [inc.subject]
-            for inc in incidents
-        }
+        """The incidents whose condition no longer holds, each with how it ended.
+
+        A group is looked at through a sample of its runs first: while an outage lasts, one of
+        them still running settles it without reading thousands of runs every pass.
+        """
+        groups = [inc.id for inc in incidents if inc.group]
+        samples = dict(zip(groups, self.store.incident_samples(groups, SAMPLE), strict=True))
+        members = {inc.id: samples.get(inc.id) or [inc.subject] for inc in incidents}
+        first = self._cleared_of(incidents, members)
+        full = [inc for inc, _ in first if inc.group and inc.count > SAMPLE]
+        if not full:
+            return first
+        every = {inc.id: self.store.incident_members(inc.id) for inc in full}
+        again = {inc.id: why for inc, why in self._cleared_of(full, every)}
+        checked = set(every)
+        return [
+            (inc, again.get(inc.id, why))
+            for inc, why in first
+            if inc.id not in checked or inc.id in again
+        ]
+
+    def _cleared_of(
+        self, incidents: list[IncidentDoc], members: dict[str, list[str]]
+    ) -> list[tuple[IncidentDoc, str]]:
         runs = sorted({m for inc in incidents if inc.kind in RUN_KINDS for m in members[inc.id]})
         running = dict(zip(runs, self.store.running_many(runs), strict=True))
         names = sorted({inc.name for inc in incidents if inc.kind not in RUN_KINDS})

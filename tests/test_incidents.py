@@ -343,3 +343,20 @@ def test_a_dead_lettered_lost_run_stays_open_until_replayed(
     resolved = posts(receiver, "/dl")[-1]
     assert resolved["incident"]["notice"] == "resolved"
     assert resolved["incident"]["resolution"] == "replayed from the dead-letter queue"
+
+
+def test_a_big_group_resolves_only_when_its_last_run_ended(
+    redis_url: str, receiver: Receiver
+) -> None:
+    wd, store = runtime(redis_url, watchdog_alert_channels=[hook(receiver, "/big")])
+    ids = [record(wd, store, "reports.build") for _ in range(60)]  # more than one sample
+    run_pass(wd, store)
+    for task_id in ids[:-1]:
+        end(wd, store, task_id, "reports.build")
+    for _ in range(3):  # whichever sample a pass draws, one run still going keeps it open
+        run_pass(wd, store)
+    assert [b["incident"]["notice"] for b in posts(receiver, "/big")] == ["opened"]
+    end(wd, store, ids[-1], "reports.build")
+    run_pass(wd, store)
+    resolved = posts(receiver, "/big")[-1]
+    assert resolved["incident"]["resolution"] == "all 60 runs ended"

@@ -163,6 +163,13 @@ class IncidentStore(RunStore):
     def incident_members(self, incident_id: str) -> list[str]:
         return sorted(self.r.smembers(f"{self.p}:inc:{incident_id}:m"))
 
+    def incident_samples(self, incident_ids: Sequence[str], n: int) -> list[list[str]]:
+        """Up to ``n`` random subjects of each grouped incident (one round trip)."""
+        pipe = self.r.pipeline(transaction=False)
+        for i in incident_ids:
+            pipe.srandmember(f"{self.p}:inc:{i}:m", n)
+        return [list(found) for found in pipe.execute()] if incident_ids else []
+
     def find_incidents(self, prefix: str, limit: int = 10) -> list[str]:
         """Ids starting with ``prefix`` (as with git hashes, a unique prefix is enough)."""
         ids = self.r.zrevrange(f"{self.p}:incidents", 0, -1)
