@@ -230,7 +230,7 @@ class Alerter:
             self.now, [(inc.id, why, "watchdog") for inc, why in cleared]
         ))  # fmt: skip
         resolved = [
-            self._notice(inc, Incident(inc.id, "resolved", "resolved", inc.notifications - 1, why))
+            self._notice(inc, Incident(inc.id, "resolved", "resolved", _reminders(inc), why))
             for inc, why in cleared
             if inc.id in done
         ]
@@ -239,7 +239,7 @@ class Alerter:
     def remind(self, kinds: Sequence[str] = ()) -> list[Notice]:
         due = self.store.incidents_remind(self.now, self.wd.settings.alert_repeat, kinds)
         reminders = [
-            self._notice(inc, Incident(inc.id, "open", "reminder", inc.notifications - 1))
+            self._notice(inc, Incident(inc.id, "open", "reminder", _reminders(inc)))
             for inc in self.store.incidents(due)
         ]
         return send(self.wd, self.store, reminders)
@@ -248,7 +248,7 @@ class Alerter:
         why = f"resolved by {by}" + (f": {note}" if note else "")
         if not self.store.incidents_resolve(self.now, [(inc.id, why, by)]):
             return []
-        notice = Incident(inc.id, "resolved", "resolved", max(0, inc.notifications - 1), why)
+        notice = Incident(inc.id, "resolved", "resolved", _reminders(inc), why)
         return send(self.wd, self.store, [self._notice(inc, notice)])
 
     def _notice(self, inc: IncidentDoc, incident: Incident) -> Alert:
@@ -360,6 +360,11 @@ def beat_entries(app: Any) -> dict[str, list[str]]:
         if task:
             out[task].append(entry)
     return out
+
+
+def _reminders(inc: IncidentDoc) -> int:
+    """Reminders sent so far (a reminder being sent counts): every message but the first."""
+    return max(0, inc.notifications - 1)
 
 
 def _one(values: set[str | None]) -> str | None:

@@ -24,7 +24,7 @@ class Incident:
     id: str | None = None
     state: str | None = None  # open | acknowledged | snoozed | resolved
     notice: str = "opened"  # what this message is: opened | reminder | resolved
-    reminders: int = 0  # reminders sent before this one
+    reminders: int = 0  # reminders sent so far (this one included, on a reminder)
     resolution: str = ""  # how it ended, on the "resolved" message
 
 
