@@ -133,6 +133,99 @@ def on_task_postrun(
     recorder.end_run(handle, state, outcome, handle.error, result)
 
 
+class _MessageRequest:
+    """The request dict a prefork child's tracer gets, read like Celery's task Context."""
+
+    __slots__ = ("_doc",)
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self._doc = doc
+
+    def __getattr__(self, name: str) -> Any:
+        return self._doc.get(name)
+
+
+def _traced(trace: Callable[..., Any], task: Any, info: Info) -> Callable[..., Any]:
+    """``trace`` (a task's ``__trace__``) recording the run itself, as the two receivers do."""
+    recorder, name, watched, policy = info
+
+    def traced(uuid: str, args: Any, kwargs: Any, request: Any = None, *a: Any, **kw: Any) -> Any:
+        handle = None
+        try:
+            doc = request if isinstance(request, dict) else {}
+            worker = recorder.hostname or doc.get("hostname") or "unknown"
+            handle = RunHandle(uuid, name, worker, watched, policy, recorder.pid,
+                               _MessageRequest(doc), task)  # fmt: skip
+            stack = getattr(_local, "stack", None)
+            if stack is None:
+                stack = _local.stack = []
+            stack.append(handle)
+            recorder.start_run(handle)
+        except Exception:  # a watchdog bug must never reach the watched task
+            logger.debug("celery_watchdog: traced start failed", exc_info=True)
+            handle = None
+        try:
+            result = trace(uuid, args, kwargs, request, *a, **kw)
+        except BaseException:
+            # Interrupted (SystemExit from a SIGTERM, a hard time limit): the worker's main
+            # process reports how this run ended.
+            if handle is not None:
+                _finish(recorder, handle, None, None)
+            raise
+        if handle is not None:
+            _finish(recorder, handle, result, task)
+        return result
+
+    traced._celery_watchdog = True  # type: ignore[attr-defined]
+    return traced
+
+
+def _finish(recorder: Recorder, handle: RunHandle, result: Any, task: Any) -> None:
+    try:
+        stack: list[RunHandle] | None = getattr(_local, "stack", None)
+        if stack and stack[-1] is handle:
+            stack.pop()
+        if result is None:
+            recorder.forget(handle)
+            return
+        retval, failed = result[0], result[1]  # trace_ok_t(R, I, T, Rstr)
+        state = "SUCCESS" if failed is None else str(getattr(failed, "state", "FAILURE"))
+        outcome = _OUTCOMES.get(state, state.lower())
+        value = retval if state == "SUCCESS" and not handle.error else None
+        recorder.end_run(handle, state, outcome, handle.error, value)
+    except Exception:
+        logger.debug("celery_watchdog: traced end failed", exc_info=True)
+
+
+def on_process_init(**_: Any) -> None:
+    """In a prefork child: record runs from each task's tracer, not through two signals.
+
+    Celery builds every task's tracer (``task.__trace__``) in the child just before this
+    signal. Wrapping the watched ones and disconnecting our ``task_prerun``/``task_postrun``
+    receivers in this child only lets Celery skip its signal dispatch (a lock and a scan of
+    the receivers, twice per task) when nobody else listens. Elsewhere (solo, threads, an
+    eager ``apply``) and whenever a tracer is missing, the receivers stay and do the work.
+    """
+    try:
+        from celery import current_app
+        from celery.concurrency import prefork
+
+        if getattr(prefork, "_process_hostname", None) is None:
+            return  # not a prefork child (solo sends this signal too, before its tracers)
+        tasks = list(current_app.tasks.values())
+        plan = [(t, info) for t in tasks if (info := _watching_of(t)) is not None]
+        if not plan or any(getattr(t, "__trace__", None) is None for t, _ in plan):
+            return
+        for task, info in plan:
+            if not getattr(task.__trace__, "_celery_watchdog", False):
+                task.__trace__ = _traced(task.__trace__, task, info)
+        for signal, receiver in ((signals.task_prerun, on_task_prerun),
+                                 (signals.task_postrun, on_task_postrun)):  # fmt: skip
+            signal.disconnect(receiver, dispatch_uid=f"celery_watchdog.{receiver.__name__}")
+    except Exception:
+        logger.debug("celery_watchdog: tracers not wrapped; signals record runs", exc_info=True)
+
+
 def _describe(exc: BaseException | None) -> str:
     if exc is None:
         return ""
@@ -234,6 +327,7 @@ def connect() -> None:
         (signals.task_retry, on_task_retry),
         (signals.task_revoked, on_task_revoked),
         (signals.worker_process_shutdown, on_process_shutdown),
+        (signals.worker_process_init, on_process_init),
     ]
     for signal, receiver in receivers:
         signal.connect(receiver, weak=False, dispatch_uid=f"celery_watchdog.{receiver.__name__}")

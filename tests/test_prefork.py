@@ -111,6 +111,18 @@ def test_a_watched_task_in_a_prefork_child_reports_progress(worker: PreforkWorke
     assert result.get(timeout=20) == 40
 
 
+def test_a_prefork_child_records_runs_from_its_tracers_without_signal_dispatch(
+    worker: PreforkWorker,
+) -> None:
+    # Celery dispatches task_prerun/postrun only while a receiver is connected: a child
+    # records from each task's wrapped tracer instead, and its message fields all the same.
+    result = worker.task("how_recorded").apply_async(kwargs={"queue_note": "x"})
+    assert result.get(timeout=15) == {"wrapped": True, "receiver": False}
+    run = final(store_of(worker), result.id, "SUCCESS")
+    assert run.queue == "celery" and run.kwargs == "{'queue_note': 'x'}" and run.pid
+    assert run.result is not None and "wrapped" in run.result
+
+
 def test_the_worker_snapshot_lists_active_requests_with_child_pid_and_cpu(
     worker: PreforkWorker,
 ) -> None:

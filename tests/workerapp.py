@@ -96,6 +96,19 @@ def _register_tasks(app: Celery) -> None:
     def hard_limited() -> None:
         time.sleep(5)
 
+    @app.task(name=name("how_recorded"), shared=False, bind=True)
+    def how_recorded(self: Task, queue_note: str = "") -> dict[str, bool]:
+        """How this child records runs: through its wrapped tracer, or Celery's signals."""
+        from celery import signals
+
+        from celery_watchdog import signals as ours
+
+        prerun = [r for _, r in signals.task_prerun.receivers]
+        return {
+            "wrapped": bool(getattr(self.__trace__, "_celery_watchdog", False)),
+            "receiver": ours.on_task_prerun in prerun,
+        }
+
     @app.task(name=name("with_secret"), shared=False)
     def with_secret(password: str, account_id: int) -> int:
         return account_id
