@@ -119,7 +119,7 @@ def test_a_prefork_child_records_runs_from_its_tracers_without_signal_dispatch(
     result = worker.task("how_recorded").apply_async(kwargs={"queue_note": "x"})
     assert result.get(timeout=15) == {"wrapped": True, "receiver": False}
     run = final(store_of(worker), result.id, "SUCCESS")
-    assert run.queue == "celery" and run.kwargs == "{'queue_note': 'x'}" and run.pid
+    assert run.queue == "celery" and run.kwargs == "{'queue_note': 'x'}" and run.worker
     assert run.result is not None and "wrapped" in run.result
 
 
