@@ -29,23 +29,17 @@ from .cli import (
 )
 from .humanize import parse_duration
 from .store import IncidentDoc, Store
+from .views import unique_id
 
 
 def _find(store: Store, wanted: str) -> IncidentDoc:
     wanted = wanted.strip()
-    found = store.find_incidents(wanted) if wanted else []
-    if wanted in found:
-        found = [wanted]
-    if not found:
-        raise WatchdogError(f"no incident with id or prefix {wanted!r}")
-    if len(found) > 1:
-        raise WatchdogError(
-            f"incident id prefix {wanted!r} is ambiguous: it matches {', '.join(found[:5])}; "
-            "give more characters"
-        )
-    incident = store.incident(found[0])
+    if not wanted:
+        raise WatchdogError("an incident id (or a unique prefix of one) is required")
+    incident_id = unique_id(wanted, store.find_incidents(wanted), "incident")
+    incident = store.incident(incident_id)
     if incident is None:
-        raise WatchdogError(f"incident {found[0]} has expired")
+        raise WatchdogError(f"incident {incident_id} has expired")
     return incident
 
 

@@ -179,6 +179,21 @@ def tasks_doc(
     return out
 
 
+def unique_id(wanted: str, found: Sequence[str], what: str, missing: str = "") -> str:
+    """The one id ``wanted`` names among ``found`` (the ids it is a prefix of): itself, or the
+    only match, as with git hashes; else :class:`TaskLookupError` saying what went wrong."""
+    found = sorted(found)
+    if wanted in found or len(found) == 1:
+        return wanted if wanted in found else found[0]
+    if not found:
+        raise TaskLookupError(missing or f"no {what} with id or prefix {wanted!r}")
+    shown = ", ".join(found[:5]) + (", …" if len(found) > 5 else "")
+    raise TaskLookupError(
+        f"{what} id prefix {wanted!r} is ambiguous: it matches {shown}; give more characters",
+        found,
+    )
+
+
 def resolve_task_id(store: Store, task_id_or_prefix: str, retention: float) -> str:
     """The full task id for an id or a unique prefix, or :class:`TaskLookupError`."""
     wanted = task_id_or_prefix.strip()
@@ -186,19 +201,11 @@ def resolve_task_id(store: Store, task_id_or_prefix: str, retention: float) -> s
         raise TaskLookupError("a task id (or a unique prefix of one) is required")
     if store.task(wanted):
         return wanted
-    found = sorted(store.find_task_ids(wanted, limit=10))
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise TaskLookupError(
-            f"no task with id or prefix {wanted!r} (unknown, or finished more than "
-            f"watchdog_retention={retention:g} s ago)"
-        )
-    shown = ", ".join(found[:5]) + (", …" if len(found) > 5 else "")
-    raise TaskLookupError(
-        f"task id prefix {wanted!r} is ambiguous: it matches {shown}; give more characters",
-        found,
+    missing = (
+        f"no task with id or prefix {wanted!r} (unknown, or finished more than "
+        f"watchdog_retention={retention:g} s ago)"
     )
+    return unique_id(wanted, store.find_task_ids(wanted, limit=10), "task", missing)
 
 
 def task_doc(

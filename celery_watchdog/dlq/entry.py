@@ -14,7 +14,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ..records import Run, Verdict
 from ..store.dlq import DLQ_MAX
-from ..views import TaskLookupError
+from ..views import TaskLookupError, unique_id
 
 if TYPE_CHECKING:
     from ..redact import Redactor
@@ -188,13 +188,5 @@ def resolve(store: Store, id_or_prefix: str) -> str:
     wanted = id_or_prefix.strip()
     if not wanted:
         raise TaskLookupError("a dead-letter entry id (or a unique prefix of one) is required")
-    found = sorted(store.dlq_find(wanted, limit=10))
-    if wanted in found or len(found) == 1:
-        return wanted if wanted in found else found[0]
-    if not found:
-        raise TaskLookupError(f"no dead-letter entry with id or prefix {wanted!r}")
-    shown = ", ".join(found[:5]) + (", …" if len(found) > 5 else "")
-    raise TaskLookupError(
-        f"dead-letter id prefix {wanted!r} is ambiguous: it matches {shown}; give more characters",
-        found,
-    )
+    missing = f"no dead-letter entry with id or prefix {wanted!r}"
+    return unique_id(wanted, store.dlq_find(wanted, limit=10), "dead-letter", missing)
