@@ -51,7 +51,7 @@ class Watchdog:
         )
         self._policies: dict[str, TaskPolicy] = {}
         self._monitor_store: tuple[int, Store] | None = None
-        self.alert_router: Any = None  # built on first use by alerting.router_of()
+        self.alert_router: Any = None  # built on first use by notify.router_of()
 
     def store(self) -> Store:
         """A store for readers (CLI, views): its own connection, not the flusher's."""

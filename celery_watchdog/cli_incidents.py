@@ -16,7 +16,7 @@ import click
 from celery.bin.base import CeleryOption
 
 from . import render_incidents
-from .alerting import Alerter, router_of, send
+from .alerting import Alerter
 from .alerts import Alert, Channel, channel_from_url
 from .cli import (
     EXIT_USAGE,
@@ -28,6 +28,7 @@ from .cli import (
     watchdog,
 )
 from .humanize import parse_duration
+from .notify import router_of, send
 from .store import IncidentDoc, Store
 from .views import unique_id
 

@@ -16,9 +16,10 @@ from typing import Any
 
 from . import rules
 from .activation import Watchdog
-from .alerting import Alerter, Notice
+from .alerting import Alerter
 from .handling import Handler
 from .humanize import duration
+from .notify import Notice
 from .records import Finding, Run, Verdict
 from .store import Store
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .alerting import Notice
 from .humanize import NONE, ago, cut, table
+from .notify import Notice
 from .store import IncidentDoc
 
 COLUMNS = ("ID", "STATE", "SEV", "KIND", "TASK", "OPENED", "SENT", "SUMMARY")

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from . import alerting
+from . import notify
 from .activation import install
 from .alerts import Alert, Delivery
 from .monitor import PassReport, run_pass
@@ -79,16 +79,16 @@ def _matches(alert: Alert, match: dict[str, Any]) -> bool:
 def capture_alerts(deliver: bool = False) -> Iterator[CapturedAlerts]:
     """Collect every alert this process sends; with ``deliver=False`` no channel is contacted."""
     captured = CapturedAlerts()
-    alerting.listeners.append(captured._add)
-    was_muted = alerting.muted.is_set()
+    notify.listeners.append(captured._add)
+    was_muted = notify.muted.is_set()
     if not deliver:
-        alerting.muted.set()
+        notify.muted.set()
     try:
         yield captured
     finally:
-        alerting.listeners.remove(captured._add)
+        notify.listeners.remove(captured._add)
         if not was_muted:
-            alerting.muted.clear()
+            notify.muted.clear()
 
 
 def run_check(app: Any) -> PassReport:

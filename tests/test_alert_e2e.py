@@ -144,8 +144,8 @@ def test_capture_alerts_lets_a_users_test_assert_on_alerts_without_contacting_ch
 def test_the_pytest_fixture_captures_what_is_sent_and_contacts_no_channel(
     watchdog_alerts: CapturedAlerts, redis_url: str, receiver: Receiver
 ) -> None:
-    from celery_watchdog.alerting import send
     from celery_watchdog.alerts import Alert
+    from celery_watchdog.notify import send
 
     wd = install(make_app(redis_url, watchdog_alert_channels=["webhook+" + receiver.url("/x")]))
     assert wd is not None
