@@ -60,10 +60,8 @@ def blindness(last_pass: dict[str, str], now: float, interval: float) -> str | N
     return None
 
 
-def run_pass(
-    wd: Watchdog, store: Store | None = None, limit: int = 1000, alert: bool = True
-) -> PassReport:
-    """One pass; with ``alert`` (the default) its findings reach people as incidents."""
+def run_pass(wd: Watchdog, store: Store | None = None, limit: int = 1000) -> PassReport:
+    """One pass; its findings reach people as incidents (:mod:`.alerting`)."""
     started = time.monotonic()
     store = store or wd.store()
     now = store.now()
@@ -97,9 +95,8 @@ def run_pass(
     report.findings = handler.handle_all(verdicts)
     store.reschedule_many(moves)
     report.findings += handler.settle_lost(limit)
-    if alert:
-        alerter = Alerter(wd, store, now)
-        report.notices = alerter.on_findings(report.findings) + alerter.review(limit)
+    alerter = Alerter(wd, store, now)
+    report.notices = alerter.on_findings(report.findings) + alerter.review(limit)
     report.duration = time.monotonic() - started
     store.record_pass(
         {
