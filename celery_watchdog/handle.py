@@ -36,6 +36,7 @@ class RunHandle:
         "policy",
         "processed",
         "request",
+        "seen",
         "slot",
         "stack",
         "stack_at",
@@ -61,12 +62,13 @@ class RunHandle:
         pid: int,
         request: Any = None,
         task: Any = None,
+        thread_id: int | None = None,
     ) -> None:
         self.task_id = task_id
         self.name = name
         self.worker = worker
         self.pid = pid
-        self.thread_id = get_ident()
+        self.thread_id = get_ident() if thread_id is None else thread_id
         # Runs are keyed by (task id, host, slot): a threads pool runs several in one process.
         self.slot = str(pid) if self.thread_id == _main_ident() else f"{pid}.{self.thread_id}"
         self.watched = watched
@@ -86,7 +88,8 @@ class RunHandle:
         self.total: int | None = None
         self.details: dict[str, Any] | None = None
         self.dirty = True
-        self.new = True
+        self.new = True  # not written to Redis yet
+        self.seen = False  # taken by a flush (so its end must be written, never only counted)
         self.cancelled = False
         self.error: dict[str, str] | None = None  # set by task_failure/task_retry, read at end
 
@@ -102,7 +105,7 @@ class RunHandle:
             "queue": delivery.get("routing_key") or delivery.get("exchange"),
             "eta": _iso(getattr(r, "eta", None)),
             "expires": _iso(getattr(r, "expires", None)),
-            "retries": getattr(r, "retries", None),
+            "retries": getattr(r, "retries", None) or 0,
             "root_id": getattr(r, "root_id", None),
             "parent_id": getattr(r, "parent_id", None),
             "args": redactor.args(args, params),
@@ -148,6 +151,18 @@ class RunHandle:
             step_timeout=self.step_timeout,
             watched=self.watched,
         )
+
+
+class MessageRequest:
+    """The request dict a prefork child's tracer gets, read like Celery's task Context."""
+
+    __slots__ = ("_doc",)
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self._doc = doc
+
+    def __getattr__(self, name: str) -> Any:
+        return self._doc.get(name)
 
 
 _main: list[int] = []

@@ -3,7 +3,13 @@
 Signal receivers and ``WatchedTask.heartbeat`` only touch memory: a :class:`RunHandle` per
 run in progress (mutated in place, so heartbeats coalesce) and a bounded list of events. One
 daemon thread per process flushes both every ``flush_interval`` in a single script call. A run
-that starts and ends between two flushes is written once, as its end.
+that starts and ends between two flushes is written once, as its end; past the first
+``SAMPLE`` of its task name in a flush, a short success is only counted (a :class:`Tally`).
+
+In a prefork child the task's tracer calls :meth:`Recorder.begin`/:meth:`Recorder.finish`
+instead: a run starts as one tuple (the child runs one task at a time) and gets a handle only
+when someone looks at it (a heartbeat, a failure, the flusher seeing it still running). A short
+success nobody looked at costs a tuple and a count: no object of it outlives the task.
 
 Redis down: events stay buffered up to ``buffer_size`` (older ones are dropped and counted),
 handles are re-sent on recovery with their real times, and the failure is logged once per
@@ -19,16 +25,51 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from threading import get_ident
 from typing import Any
 
 from . import diagnosis
-from .handle import RunHandle, monotonic, trim
+from .handle import MessageRequest, RunHandle, monotonic, trim
 from .redact import Redactor
 from .store import Limits, Store
 
 logger = logging.getLogger("celery_watchdog")
 CHUNK = 500  # events per script call
 SAMPLE = 10  # short successful runs written in full per task name and flush
+RUNTIMES = 200  # runtimes kept per tally (the percentiles' sample)
+OUTCOMES = {"SUCCESS": "succeeded", "FAILURE": "failed", "RETRY": "retried"}
+# A prefork child's run before it has a handle: (task id, request, started, thread, task, info)
+# where info is the signals module's (recorder, name, watched, policy) of the task.
+Light = tuple[str, Any, float, int, Any, tuple[Any, str, bool, Any]]
+
+
+class Tally:
+    """Short successful runs of one task name in one flush window, past its written sample."""
+
+    __slots__ = ("last", "n", "name", "runtimes", "written")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.written = 0  # runs of this name written in full in this window
+        self.n = 0
+        self.last = 0.0  # monotonic end of the latest counted run
+        self.runtimes: list[float] = []
+
+    def count(self, started: float, ended: float) -> None:
+        self.n += 1
+        self.last = ended
+        if len(self.runtimes) < RUNTIMES:
+            self.runtimes.append(ended - started)
+
+    def merge(self, other: Tally) -> None:
+        """Take back counts a failed write did not deliver."""
+        self.n += other.n
+        self.last = max(self.last, other.last)
+        self.runtimes = (other.runtimes + self.runtimes)[:RUNTIMES]
+
+    def as_event(self, now: float) -> dict[str, Any]:
+        return {"kind": "agg", "name": self.name, "n": self.n, "age": now - self.last,
+                "runtimes": [round(r, 4) for r in self.runtimes]}  # fmt: skip
 
 
 class Recorder:
@@ -54,8 +95,11 @@ class Recorder:
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
         self._wake = threading.Event()
-        self._events: list[dict[str, Any]] = []
+        self._events: list[Any] = []  # event dicts and ended RunHandles, oldest first
+        self._tallies: dict[str, Tally] = {}
         self._live: dict[int, RunHandle] = {}
+        self.light: Light | None = None  # a prefork child's run in progress, no handle yet
+        self.light_handle: RunHandle | None = None  # its handle, once someone needed one
         self._thread: threading.Thread | None = None
         self._store: Store | None = None
         self._last_error_log = 0.0
@@ -84,16 +128,99 @@ class Recorder:
         error: dict[str, str] | None = None,
         result: Any = None,
     ) -> None:
-        """The run ended: the handle itself waits in the buffer; the flusher builds the event."""
-        handle.end = (monotonic(), state, outcome, error, result)
+        """The run ended: the handle itself waits in the buffer; the flusher builds the event.
+
+        A short success past its name's sample in this window is only counted. "Short": no
+        flush has taken the run yet (``seen``), so Redis holds nothing of it to close.
+        """
+        ended = monotonic()
+        handle.end = (ended, state, outcome, error, result)
         with self._lock:
             self._live.pop(id(handle), None)
-            if len(self._events) >= self.buffer_size:
-                del self._events[0]
-                self.dropped += 1
-            self._events.append(handle)  # type: ignore[arg-type]
+            short = not (handle.seen or handle.watched) and outcome == "succeeded" and not error
+            if not (short and self._tallied(handle.name, handle.started, ended)):
+                self._buffer(handle)
         if self._thread is None:
             self._ensure_thread()
+
+    def _tallied(self, name: str, started: float, ended: float) -> bool:
+        """Count a short success (True), or let it be written in full (False). Under the lock."""
+        tally = self._tallies.get(name)
+        if tally is None:
+            tally = self._tallies[name] = Tally(name)
+        if tally.written < SAMPLE:
+            tally.written += 1
+            return False
+        tally.count(started, ended)
+        return True
+
+    def _buffer(self, item: Any) -> None:
+        """Append to the bounded buffer (the oldest item goes first). Under the lock."""
+        if len(self._events) >= self.buffer_size:
+            del self._events[0]
+            self.dropped += 1
+        self._events.append(item)
+
+    # -- a prefork child's runs: the task's tracer calls these -----------------------------
+
+    def begin(self, task_id: str, request: Any, task: Any, info: Any) -> None:
+        """A run starts: one tuple, no lock (the child's tracer runs one task at a time)."""
+        self.light = (task_id, request, monotonic(), get_ident(), task, info)
+        if self._thread is None:  # the flusher must find this run if it goes on for long
+            self._ensure_thread()
+
+    def finish(self, result: Any) -> None:
+        """The run ended with the tracer's ``(retval, failed, ...)``: count it or close it."""
+        try:
+            ended = monotonic()
+            light = self.light
+            if light is None:
+                return
+            failed = result[1]
+            with self._lock:
+                handle, self.light, self.light_handle = self.light_handle, None, None
+                if handle is None and failed is None and not light[5][2]:
+                    tally = self._tallies.get(light[5][1])
+                    if tally is not None and tally.written >= SAMPLE:
+                        tally.count(light[2], ended)
+                        return
+            if handle is None:
+                handle = self._handle_of(light)
+            state = "SUCCESS" if failed is None else str(getattr(failed, "state", "FAILURE"))
+            value = result[0] if state == "SUCCESS" and not handle.error else None
+            self.end_run(handle, state, OUTCOMES.get(state, state.lower()), handle.error, value)
+        except Exception:  # a watchdog bug must never reach the watched task
+            logger.debug("celery_watchdog: a run's end was not recorded", exc_info=True)
+
+    def abandon(self) -> None:
+        """The run was interrupted (a SIGTERM, a hard time limit): the main process reports it."""
+        with self._lock:
+            handle, self.light, self.light_handle = self.light_handle, None, None
+            if handle is not None:
+                self._live.pop(id(handle), None)
+
+    def light_handle_now(self) -> RunHandle | None:
+        """The handle of the run in progress, made on first need (from any thread)."""
+        handle = self.light_handle
+        if handle is not None or self.light is None:
+            return handle
+        with self._lock:
+            light = self.light
+            if light is None:
+                return None
+            if self.light_handle is None:
+                handle = self.light_handle = self._handle_of(light)
+                self._live[id(handle)] = handle
+            return self.light_handle
+
+    def _handle_of(self, light: Light) -> RunHandle:
+        task_id, request, started, thread_id, task, (_, name, watched, policy) = light
+        doc = request if isinstance(request, dict) else {}
+        worker = self.hostname or doc.get("hostname") or "unknown"
+        handle = RunHandle(task_id, name, worker, watched, policy, self.pid, MessageRequest(doc),
+                           task, thread_id=thread_id)  # fmt: skip
+        handle.started = handle.last_progress = started
+        return handle
 
     def _end_event(self, h: RunHandle, now: float) -> dict[str, Any]:
         assert h.end is not None
@@ -119,18 +246,11 @@ class Recorder:
         """Queue an event; ``at`` is a monotonic stamp turned into an age at flush time."""
         event.setdefault("at", monotonic())
         with self._lock:
-            if len(self._events) >= self.buffer_size:
-                del self._events[0]
-                self.dropped += 1
-            self._events.append(event)
+            self._buffer(event)
         self._ensure_thread()
 
     def flush_soon(self) -> None:
         self._wake.set()
-
-    def live_handles(self) -> list[RunHandle]:
-        with self._lock:
-            return list(self._live.values())
 
     # -- flusher -------------------------------------------------------------------------
 
@@ -159,13 +279,19 @@ class Recorder:
             return self._flush()
 
     def _flush(self) -> bool:
+        if self.light is not None:
+            self.light_handle_now()  # a run still going when we look is written as running
         with self._lock:
             events, self._events = self._events, []
+            tallies, self._tallies = self._tallies, {}
             handles = list(self._live.values())
+            for h in handles:
+                h.seen = True
         now = monotonic()
         for h in handles:
             self._maybe_take_stack(h, now)
         dirty = [h for h in handles if h.dirty]
+        events += [t for t in tallies.values() if t.n]
         if not events and not dirty:
             return True
         try:
@@ -186,7 +312,7 @@ class Recorder:
                     self.store.write_batch(chunk, live if start == 0 else [], self.limits)
                 )
             except Exception as exc:
-                unsent = [x for src in sources[start:] for x in src]
+                unsent = sources[start:]
                 still = {id(h) for h in dirty}
                 events_left = [x for x in unsent if id(x) not in still]
                 self._on_error(exc, events_left, [x for x in unsent if id(x) in still])
@@ -202,51 +328,24 @@ class Recorder:
 
     def _payload(
         self, events: list[Any], dirty: list[RunHandle], now: float
-    ) -> tuple[list[dict[str, Any]], list[list[Any]]]:
-        """Events for flush.lua, and for each the buffered items it stands for.
-
-        A short successful run (started and ended between two flushes) past the first
-        SAMPLE of its task name in this flush costs only an aggregate: a count and its
-        runtime. The sample keeps "recently finished" lists meaningful; failures, retries,
-        revokes and watched runs are always written in full.
-        """
+    ) -> tuple[list[dict[str, Any]], list[Any]]:
+        """Events for flush.lua, and for each the buffered item it stands for."""
         payload: list[dict[str, Any]] = []
-        sources: list[list[Any]] = []
-        written: dict[str, int] = {}
-        agg: dict[str, dict[str, Any]] = {}
-        agg_src: dict[str, list[Any]] = {}
+        sources: list[Any] = []
         for e in events:
-            if not isinstance(e, RunHandle):
+            if isinstance(e, RunHandle):
+                payload.append(self._end_event(e, now))
+            elif isinstance(e, Tally):
+                payload.append(e.as_event(now))
+            else:
                 payload.append(self._prepare(e, now))
-                sources.append([e])
-                continue
-            assert e.end is not None
-            if e.new and not e.watched and e.end[2] == "succeeded" and e.end[3] is None:
-                if written.get(e.name, 0) >= SAMPLE:
-                    a = agg.get(e.name)
-                    if a is None:
-                        age = now - e.end[0]
-                        a = agg[e.name] = {"kind": "agg", "name": e.name, "n": 0, "age": age,
-                                           "runtimes": []}  # fmt: skip
-                        agg_src[e.name] = []
-                    a["n"] += 1
-                    a["age"] = min(a["age"], now - e.end[0])
-                    if len(a["runtimes"]) < 200:
-                        a["runtimes"].append(round(e.end[0] - e.started, 4))
-                    agg_src[e.name].append(e)
-                    continue
-                written[e.name] = written.get(e.name, 0) + 1
-            payload.append(self._end_event(e, now))
-            sources.append([e])
-        for name, a in agg.items():
-            payload.append(a)
-            sources.append(agg_src[name])
+            sources.append(e)
         for h in dirty:
             event = h.as_event(now, self.redactor)
             if h.new:
                 event.update(h.message_fields(self.param_names(h.task), self.redactor))
             payload.append(event)
-            sources.append([h])
+            sources.append(h)
         return payload, sources
 
     @staticmethod
@@ -274,14 +373,17 @@ class Recorder:
             self._store = self._store_factory()
         return self._store
 
-    def _on_error(
-        self, exc: Exception, events: list[dict[str, Any]], dirty: list[RunHandle]
-    ) -> None:
+    def _on_error(self, exc: Exception, events: list[Any], dirty: list[RunHandle]) -> None:
         self.errors += 1
         for h in dirty:
             h.dirty = True
         with self._lock:
-            keep = events + self._events
+            for tally in events:  # counts a failed write did not deliver
+                if isinstance(tally, Tally):
+                    current = self._tallies.setdefault(tally.name, tally)
+                    if current is not tally:
+                        current.merge(tally)
+            keep = [e for e in events if not isinstance(e, Tally)] + self._events
             overflow = len(keep) - self.buffer_size
             if overflow > 0:
                 self.dropped += overflow

@@ -22,21 +22,25 @@ from celery.exceptions import WorkerLostError
 from .activation import for_app
 from .config import TaskPolicy
 from .handle import RunHandle
-from .recorder import Recorder
+from .recorder import OUTCOMES, Recorder
 
 logger = logging.getLogger("celery_watchdog")
 F = TypeVar("F", bound=Callable[..., None])
 
 _local = threading.local()
 _connected = False
-
-_OUTCOMES = {"SUCCESS": "succeeded", "FAILURE": "failed", "RETRY": "retried"}
+_tracing: list[Recorder] = []  # recorders this prefork child records through task tracers
 
 
 def current_handle() -> RunHandle | None:
     """The run this thread is executing (innermost when tasks are applied inside tasks)."""
     stack: list[RunHandle] | None = getattr(_local, "stack", None)
-    return stack[-1] if stack else None
+    if stack:
+        return stack[-1]
+    for recorder in _tracing:
+        if recorder.light is not None:
+            return recorder.light_handle_now()
+    return None
 
 
 def _guarded(fn: F) -> F:
@@ -127,74 +131,35 @@ def on_task_postrun(
         # or a hard time limit): the worker's main process reports how this run ended.
         recorder.forget(handle)
         return
-    outcome = _OUTCOMES.get(state, state.lower())
+    outcome = OUTCOMES.get(state, state.lower())
     # The result is previewed (redacted, cut) by the flusher, off this thread.
     result = retval if state == "SUCCESS" and not handle.error else None
     recorder.end_run(handle, state, outcome, handle.error, result)
 
 
-class _MessageRequest:
-    """The request dict a prefork child's tracer gets, read like Celery's task Context."""
-
-    __slots__ = ("_doc",)
-
-    def __init__(self, doc: dict[str, Any]) -> None:
-        self._doc = doc
-
-    def __getattr__(self, name: str) -> Any:
-        return self._doc.get(name)
-
-
 def _traced(trace: Callable[..., Any], task: Any, info: Info) -> Callable[..., Any]:
-    """``trace`` (a task's ``__trace__``) recording the run itself, as the two receivers do."""
-    recorder, name, watched, policy = info
+    """``trace`` (a task's ``__trace__``) recording the run itself, as the two receivers do.
+
+    The recorder's ``begin``/``finish`` keep a short success down to a tuple and a count; a
+    failure, a retry or a heartbeat makes the run a handle as the receivers would.
+    """
+    recorder = info[0]
+    begin, finish, abandon = recorder.begin, recorder.finish, recorder.abandon
 
     def traced(uuid: str, args: Any, kwargs: Any, request: Any = None, *a: Any, **kw: Any) -> Any:
-        handle = None
-        try:
-            doc = request if isinstance(request, dict) else {}
-            worker = recorder.hostname or doc.get("hostname") or "unknown"
-            handle = RunHandle(uuid, name, worker, watched, policy, recorder.pid,
-                               _MessageRequest(doc), task)  # fmt: skip
-            stack = getattr(_local, "stack", None)
-            if stack is None:
-                stack = _local.stack = []
-            stack.append(handle)
-            recorder.start_run(handle)
-        except Exception:  # a watchdog bug must never reach the watched task
-            logger.debug("celery_watchdog: traced start failed", exc_info=True)
-            handle = None
+        begin(uuid, request, task, info)
         try:
             result = trace(uuid, args, kwargs, request, *a, **kw)
         except BaseException:
             # Interrupted (SystemExit from a SIGTERM, a hard time limit): the worker's main
             # process reports how this run ended.
-            if handle is not None:
-                _finish(recorder, handle, None, None)
+            abandon()
             raise
-        if handle is not None:
-            _finish(recorder, handle, result, task)
+        finish(result)
         return result
 
     traced._celery_watchdog = True  # type: ignore[attr-defined]
     return traced
-
-
-def _finish(recorder: Recorder, handle: RunHandle, result: Any, task: Any) -> None:
-    try:
-        stack: list[RunHandle] | None = getattr(_local, "stack", None)
-        if stack and stack[-1] is handle:
-            stack.pop()
-        if result is None:
-            recorder.forget(handle)
-            return
-        retval, failed = result[0], result[1]  # trace_ok_t(R, I, T, Rstr)
-        state = "SUCCESS" if failed is None else str(getattr(failed, "state", "FAILURE"))
-        outcome = _OUTCOMES.get(state, state.lower())
-        value = retval if state == "SUCCESS" and not handle.error else None
-        recorder.end_run(handle, state, outcome, handle.error, value)
-    except Exception:
-        logger.debug("celery_watchdog: traced end failed", exc_info=True)
 
 
 def on_process_init(**_: Any) -> None:
@@ -219,6 +184,8 @@ def on_process_init(**_: Any) -> None:
         for task, info in plan:
             if not getattr(task.__trace__, "_celery_watchdog", False):
                 task.__trace__ = _traced(task.__trace__, task, info)
+            if info[0] not in _tracing:
+                _tracing.append(info[0])
         for signal, receiver in ((signals.task_prerun, on_task_prerun),
                                  (signals.task_postrun, on_task_postrun)):  # fmt: skip
             signal.disconnect(receiver, dispatch_uid=f"celery_watchdog.{receiver.__name__}")

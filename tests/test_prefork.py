@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from celery import group
 
 from celery_watchdog import install
 from celery_watchdog.records import Run
@@ -121,6 +122,31 @@ def test_a_prefork_child_records_runs_from_its_tracers_without_signal_dispatch(
     run = final(store_of(worker), result.id, "SUCCESS")
     assert run.queue == "celery" and run.kwargs == "{'queue_note': 'x'}" and run.worker
     assert run.result is not None and "wrapped" in run.result
+
+
+def test_a_burst_of_short_tasks_in_prefork_children_is_counted_exactly_and_sampled(
+    worker: PreforkWorker,
+) -> None:
+    # A short success nobody looked at costs the child a tuple and a count, not a document:
+    # all 400 are counted, a sample per flush is written in full, none is left "running".
+    store = store_of(worker)
+    add, fail = worker.task("add"), worker.task("fail")
+    before = counts(store, add.name).get("succeeded", 0)
+    results = group(add.s(i, i) for i in range(400)).apply_async()
+    failed = fail.delay("bad input 7")
+    assert results.get(timeout=60) == [2 * i for i in range(400)]
+    wait_for(
+        lambda: counts(store, add.name).get("succeeded", 0) - before == 400 or None,
+        what="all 400 successes counted",
+    )
+    written = [r for r in store.finished(1000) if r.name == add.name]
+    assert 0 < len(written) < 400
+    assert all(r.worker and r.runtime is not None for r in written)
+    assert not [r for r in store.running() if r.name == add.name]
+    stats = store.name_stats([add.name], store.now())[add.name]
+    assert len(stats.runtimes) >= 50 and stats.last_success is not None
+    # A failure in a child still gets its handle and its exception.
+    assert "bad input 7" in (final(store, failed.id, "FAILURE").exception or "")
 
 
 def test_the_worker_snapshot_lists_active_requests_with_child_pid_and_cpu(

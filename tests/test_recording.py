@@ -9,9 +9,10 @@ from typing import Any
 import redis
 from celery import Celery
 
-from celery_watchdog import WatchedTask, install
+from celery_watchdog import WatchedTask, install, signals
 from celery_watchdog.activation import Watchdog
 from celery_watchdog.embedded import RedisServer
+from celery_watchdog.recorder import SAMPLE
 from celery_watchdog.store import Store
 from tests.helpers import make_app, run_worker, wait_for
 
@@ -221,7 +222,7 @@ def test_tasks_keep_completing_while_the_watchdog_redis_is_down_and_records_arri
             results = [tasks["charge"].delay(i, "tok") for i in range(20)]
             assert [r.get(timeout=10) for r in results] == list(range(20))
             assert time.monotonic() - started < 8  # no task waited on the dead store
-            assert wd.recorder.errors >= 0  # the flusher noticed (or had nothing yet)
+            wait_for(lambda: wd.recorder.errors > 0, what="the flusher noticing the outage")
             watchdog_redis.restart()
             # Nothing was lost: every run of the outage is counted (the restarted server keeps
             # nothing from before; a busy name's short successes beyond a flush's sample are
@@ -237,6 +238,49 @@ def test_tasks_keep_completing_while_the_watchdog_redis_is_down_and_records_arri
             )
             assert store.task(results[0].id), "the outage's first runs are written in full"
     assert wd.recorder.dropped == 0
+
+
+def test_a_tracer_recorded_run_still_going_at_a_flush_is_written_running_then_closed(
+    redis_url: str,
+) -> None:
+    # What a prefork child's wrapped tracer does (tests/test_prefork.py runs the real one):
+    # the run is a tuple until the flusher finds it still going and writes it as running.
+    app = make_app(redis_url)
+    charge = define_tasks(app)["charge"]
+    wd = runtime_of(app)
+    recorder, store = wd.recorder, wd.store()
+    info = signals._watching_of(charge)
+    request = {"hostname": "w1@host", "delivery_info": {"routing_key": "billing"},
+               "args": [7, "tok_4242"], "kwargs": {"password": "hunter2"}}  # fmt: skip
+    recorder.begin("light-1", request, charge, info)
+    assert recorder.flush()
+    (run,) = store.task("light-1")
+    assert run.running and run.queue == "billing" and run.worker == "w1@host"
+    assert "hunter2" not in (run.kwargs or "")
+    recorder.finish((7, None, None, "7"))
+    assert recorder.flush()
+    (run,) = store.task("light-1")
+    assert not run.running and run.state == "SUCCESS" and run.result == "7"
+    assert not [r for r in store.running() if r.task_id == "light-1"]
+
+
+def test_short_successes_past_a_flushs_sample_are_counted_not_written(redis_url: str) -> None:
+    app = make_app(redis_url)
+    charge = define_tasks(app)["charge"]
+    wd = runtime_of(app)
+    recorder, store = wd.recorder, wd.store()
+    info = signals._watching_of(charge)
+    for i in range(30):
+        recorder.begin(f"short-{i}", {"args": [i, "tok"], "kwargs": {}}, charge, info)
+        recorder.finish((i, None, None, str(i)))
+    recorder.begin("short-bad", {"args": [0, "tok"]}, charge, info)
+    recorder.finish((None, ValueError("declined"), None, None))
+    assert recorder.flush()
+    written = {r.task_id for r in store.finished(100) if r.name == "t.charge"}
+    assert written == {f"short-{i}" for i in range(SAMPLE)} | {"short-bad"}
+    stats = store.name_stats(["t.charge"], store.now())["t.charge"]
+    assert stats.last_hour.get("succeeded") == 30 and stats.last_hour.get("failed") == 1
+    assert len(stats.runtimes) == 31  # every run is timed, counted or written
 
 
 def test_the_buffer_is_bounded_and_counts_what_it_drops(redis_url: str) -> None:
