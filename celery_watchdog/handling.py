@@ -100,8 +100,9 @@ class Handler:
              "state": "FAILURE", "outcome": "lost", "exception": c.verdict.reason, "age": 0.0}
             for c in cases
         ]  # fmt: skip
-        if events:
-            self.store.write_batch(events, [], self.wd.recorder.limits)
+        limits = self.wd.recorder.limits
+        if events and (rejected := self.store.write_batch(events, [], limits).rejected):
+            logger.warning("celery_watchdog: lost runs not recorded: %s", "; ".join(rejected))
 
     def _stop(self, cases: list[Case]) -> None:
         """Cancel flag (every pool) + SIGTERM now (prefork), SIGKILL after the grace."""

@@ -308,9 +308,10 @@ class Recorder:
         for start in range(0, len(payload), CHUNK):
             try:
                 chunk = payload[start : start + CHUNK]
-                cancelled.update(
-                    self.store.write_batch(chunk, live if start == 0 else [], self.limits)
-                )
+                written = self.store.write_batch(chunk, live if start == 0 else [], self.limits)
+                cancelled.update(written.cancelled)
+                if written.rejected:
+                    self._on_rejected(written.rejected, chunk)
             except Exception as exc:
                 unsent = sources[start:]
                 still = {id(h) for h in dirty}
@@ -395,6 +396,19 @@ class Recorder:
                 "celery_watchdog: cannot write to Redis (%s); tasks keep running, %d events "
                 "buffered, %d dropped so far",
                 exc, len(keep), self.dropped,
+            )  # fmt: skip
+
+    def _on_rejected(self, rejected: list[str], chunk: list[dict[str, Any]]) -> None:
+        """Events flush.lua could not apply: retrying cannot help, so they count as dropped."""
+        self.dropped += len(rejected)
+        if monotonic() - self._last_error_log > 60:
+            self._last_error_log = monotonic()
+            index, _, error = rejected[0].partition(": ")
+            event = chunk[int(index) - 1] if index.isdigit() else {}
+            logger.warning(
+                "celery_watchdog: %d recorded event(s) could not be written and were dropped; "
+                "the first, a %r event of %r: %s",
+                len(rejected), event.get("kind"), event.get("name"), error,
             )  # fmt: skip
 
     def _prepare(self, event: dict[str, Any], now: float) -> dict[str, Any]:

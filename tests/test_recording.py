@@ -283,6 +283,34 @@ def test_short_successes_past_a_flushs_sample_are_counted_not_written(redis_url:
     assert len(stats.runtimes) == 31  # every run is timed, counted or written
 
 
+def test_a_malformed_event_is_dropped_alone_and_counted_and_the_rest_are_written(
+    redis_url: str,
+) -> None:
+    # Redis keeps a failed script's earlier writes: retrying the batch would count them twice
+    # and fail again on the same event. The bad event is rejected; its neighbours land once.
+    wd = runtime_of(make_app(redis_url))
+    recorder, store = wd.recorder, wd.store()
+    recorder.add({"kind": "redeliv", "id": "good-1", "name": "n", "worker": "w@h"})
+    recorder.add(
+        {
+            "kind": "end",
+            "id": "bad-1",
+            "name": "n",
+            "worker": "w@h",
+            "pid": 1,
+            "slot": "1",
+            "state": "SUCCESS",
+        }
+    )  # fmt: skip  (no outcome)
+    recorder.add({"kind": "redeliv", "id": "good-2", "name": "n", "worker": "w@h"})
+    assert recorder.flush() is True
+    assert recorder.dropped == 1 and recorder.errors == 0
+    assert set(store.find_task_ids("good-", limit=10)) == {"good-1", "good-2"}
+    (doc,) = store.task("good-1")
+    assert doc.deliveries == 2  # applied once, not again by a retry
+    assert recorder.flush() is True and recorder.dropped == 1  # nothing left to retry
+
+
 def test_the_buffer_is_bounded_and_counts_what_it_drops(redis_url: str) -> None:
     with RedisServer() as watchdog_redis:
         app = make_app(redis_url, watchdog_redis_url=watchdog_redis.url, watchdog_buffer_size=10)

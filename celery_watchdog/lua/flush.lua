@@ -22,7 +22,7 @@
 --   {p}:budgets            HASH  task name -> "soft,hard" learned by the monitor (read only)
 --   {p}:lost               ZSET  runkey -> ended-as-lost at; the monitor pops it (capped)
 --   {p}:lostinfo           HASH  runkey -> JSON facts of that lost run (removed with it)
--- Returns: list of task ids in "live" whose cancel flag is set.
+-- Returns: {task ids in "live" whose cancel flag is set, "index: error" of each event rejected}.
 -- Every timestamp is the Redis server clock minus the event's age (seconds, measured with the
 -- recording process's monotonic clock), so hosts never compare their own clocks.
 
@@ -95,7 +95,7 @@ end
 
 local names_seen = {}
 
-for _, e in ipairs(batch.events) do
+local function apply(e)
   local tk = p .. ':task:' .. (e.id or '')  -- agg events have no id
   if e.kind == 'agg' then
     -- Short successful runs beyond the flush's sample of this name: counted, timed, no document.
@@ -264,6 +264,15 @@ for _, e in ipairs(batch.events) do
   end
 end
 
+-- One malformed event must not sink the batch: Redis keeps a failed script's earlier writes,
+-- so a retried batch would count them twice, and its bad event would fail every retry.
+-- It is rejected (reported to the recorder) and the others are applied.
+local rejected = {}
+for i, e in ipairs(batch.events) do
+  local ok, err = pcall(apply, e)
+  if not ok then rejected[#rejected + 1] = i .. ': ' .. tostring(err) end
+end
+
 write_counts()
 for name, ts in pairs(names_seen) do redis.call('ZADD', p .. ':names', ts, name) end
 
@@ -291,4 +300,4 @@ local cancelled = {}
 for _, id in ipairs(batch.live) do
   if redis.call('EXISTS', p .. ':cancel:' .. id) == 1 then cancelled[#cancelled + 1] = id end
 end
-return cancelled
+return {cancelled, rejected}

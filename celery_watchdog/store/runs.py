@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -31,6 +31,13 @@ def connect(url: str) -> redis.Redis:
         health_check_interval=30,
         decode_responses=True,
     )
+
+
+class Written(NamedTuple):
+    """What ``flush.lua`` did with a batch."""
+
+    cancelled: list[str]  # live task ids whose cancel flag is set
+    rejected: list[str]  # "index: error" of each event it could not apply (1-based)
 
 
 @dataclass(frozen=True)
@@ -56,8 +63,8 @@ class RunStore:
 
     def write_batch(
         self, events: Sequence[dict[str, Any]], live: Sequence[str], limits: Limits
-    ) -> list[str]:
-        """Apply recorder events in one round trip; returns the live task ids to cancel."""
+    ) -> Written:
+        """Apply recorder events in one round trip; a malformed event is rejected alone."""
         batch = {
             "cfg": {
                 "running_ttl": RUNNING_TTL,
@@ -69,7 +76,8 @@ class RunStore:
             "live": list(live),
         }
         payload = json.dumps(batch, default=str, separators=(",", ":"))
-        return list(self._flush(args=[self.p, payload]))
+        cancelled, rejected = self._flush(args=[self.p, payload])
+        return Written(list(cancelled), list(rejected))
 
     def write_snapshot(
         self, hostname: str, snapshot: dict[str, Any], ttl: float, online: bool
