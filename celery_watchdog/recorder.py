@@ -19,8 +19,6 @@ minute. Tasks never notice.
 from __future__ import annotations
 
 import atexit
-import inspect
-import json
 import logging
 import os
 import threading
@@ -28,48 +26,17 @@ from collections.abc import Callable
 from threading import get_ident
 from typing import Any
 
-from . import diagnosis
-from .handle import MessageRequest, RunHandle, monotonic, trim
+from .batch import SAMPLE, Batcher, Tally, take_stack_if_quiet
+from .handle import MessageRequest, RunHandle, monotonic
 from .redact import Redactor
 from .store import Limits, Store
 
 logger = logging.getLogger("celery_watchdog")
 CHUNK = 500  # events per script call
-SAMPLE = 10  # short successful runs written in full per task name and flush
-RUNTIMES = 200  # runtimes kept per tally (the percentiles' sample)
 OUTCOMES = {"SUCCESS": "succeeded", "FAILURE": "failed", "RETRY": "retried"}
 # A prefork child's run before it has a handle: (task id, request, started, thread, task, info)
 # where info is the signals module's (recorder, name, watched, policy) of the task.
 Light = tuple[str, Any, float, int, Any, tuple[Any, str, bool, Any]]
-
-
-class Tally:
-    """Short successful runs of one task name in one flush window, past its written sample."""
-
-    __slots__ = ("last", "n", "name", "runtimes", "written")
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.written = 0  # runs of this name written in full in this window
-        self.n = 0
-        self.last = 0.0  # monotonic end of the latest counted run
-        self.runtimes: list[float] = []
-
-    def count(self, started: float, ended: float) -> None:
-        self.n += 1
-        self.last = ended
-        if len(self.runtimes) < RUNTIMES:
-            self.runtimes.append(ended - started)
-
-    def merge(self, other: Tally) -> None:
-        """Take back counts a failed write did not deliver."""
-        self.n += other.n
-        self.last = max(self.last, other.last)
-        self.runtimes = (other.runtimes + self.runtimes)[:RUNTIMES]
-
-    def as_event(self, now: float) -> dict[str, Any]:
-        return {"kind": "agg", "name": self.name, "n": self.n, "age": now - self.last,
-                "runtimes": [round(r, 4) for r in self.runtimes]}  # fmt: skip
 
 
 class Recorder:
@@ -83,7 +50,7 @@ class Recorder:
         self.flush_interval = flush_interval
         self.buffer_size = buffer_size
         self.hostname: str | None = None  # set by the worker bootstep in a main process
-        self._params: dict[str, list[str]] = {}
+        self.batcher = Batcher(redactor)
         self._reset()
         os.register_at_fork(after_in_child=self._reset)
         atexit.register(self.flush)
@@ -222,26 +189,6 @@ class Recorder:
         handle.started = handle.last_progress = started
         return handle
 
-    def _end_event(self, h: RunHandle, now: float) -> dict[str, Any]:
-        assert h.end is not None
-        at, state, outcome, error, result = h.end
-        event: dict[str, Any] = {
-            "kind": "end", "id": h.task_id, "name": h.name, "worker": h.worker, "pid": h.pid,
-            "slot": h.slot, "age": now - at, "runtime": at - h.started, "state": state,
-            "outcome": outcome, "retries": getattr(h.request, "retries", None) or 0,
-        }  # fmt: skip
-        if error:
-            event.update(error)
-        if result is not None:
-            event["result"] = self.redactor.value(result)
-        if h.new:  # never flushed: the end carries everything the run would have
-            event["started_age"] = now - h.started
-            event["first"] = True
-            event.update(h.message_fields(self.param_names(h.task), self.redactor))
-        if h.watched:
-            event.update(step=h.step, processed=h.processed, total=h.total)
-        return trim(event)
-
     def add(self, event: dict[str, Any]) -> None:
         """Queue an event; ``at`` is a monotonic stamp turned into an age at flush time."""
         event.setdefault("at", monotonic())
@@ -289,13 +236,13 @@ class Recorder:
                 h.seen = True
         now = monotonic()
         for h in handles:
-            self._maybe_take_stack(h, now)
+            take_stack_if_quiet(h, now)
         dirty = [h for h in handles if h.dirty]
         events += [t for t in tallies.values() if t.n]
         if not events and not dirty:
             return True
         try:
-            payload, sources = self._payload(events, dirty, now)
+            payload, sources = self.batcher.payload(events, dirty, now)
             for h in dirty:
                 h.dirty = False
             live = [h.task_id for h in handles if h.watched]
@@ -326,47 +273,6 @@ class Recorder:
                     h.cancelled = True
         self.flushes += 1
         return True
-
-    def _payload(
-        self, events: list[Any], dirty: list[RunHandle], now: float
-    ) -> tuple[list[dict[str, Any]], list[Any]]:
-        """Events for flush.lua, and for each the buffered item it stands for."""
-        payload: list[dict[str, Any]] = []
-        sources: list[Any] = []
-        for e in events:
-            if isinstance(e, RunHandle):
-                payload.append(self._end_event(e, now))
-            elif isinstance(e, Tally):
-                payload.append(e.as_event(now))
-            else:
-                payload.append(self._prepare(e, now))
-            sources.append(e)
-        for h in dirty:
-            event = h.as_event(now, self.redactor)
-            if h.new:
-                event.update(h.message_fields(self.param_names(h.task), self.redactor))
-            payload.append(event)
-            sources.append(h)
-        return payload, sources
-
-    @staticmethod
-    def _maybe_take_stack(h: RunHandle, now: float) -> None:
-        """Where is a quiet run waiting? Its thread's stack, once quiet for half its timeout.
-
-        Taken here, in the process that runs the task, by this thread; refreshed every half
-        timeout while the run stays quiet. (A child spinning in C with the GIL held never lets
-        this thread run: the monitor then judges it from the main process's CPU readings.)
-        """
-        half = h.policy.heartbeat_timeout / 2
-        if now - h.last_progress < half:
-            return
-        if h.stack_at is not None and now - h.stack_at < half and h.stack_at >= h.last_progress:
-            return
-        frames = diagnosis.capture(h.thread_id)
-        if frames is not None:
-            h.stack = json.dumps(diagnosis.frames_to_json(frames))
-            h.stack_at = now
-            h.dirty = True
 
     @property
     def store(self) -> Store:
@@ -410,23 +316,3 @@ class Recorder:
                 "the first, a %r event of %r: %s",
                 len(rejected), event.get("kind"), event.get("name"), error,
             )  # fmt: skip
-
-    def _prepare(self, event: dict[str, Any], now: float) -> dict[str, Any]:
-        out = {k: v for k, v in event.items() if v is not None and k != "at"}
-        out["age"] = now - event["at"]
-        return trim(out)
-
-    def param_names(self, task: Any) -> list[str]:
-        name = getattr(task, "name", None)
-        if name is None:
-            return []
-        if name not in self._params:
-            try:
-                params = list(inspect.signature(task.run).parameters)
-            except (TypeError, ValueError):
-                params = []
-            # A bound task's signature starts with ``self``, which is not in the message args.
-            if getattr(task, "bind", False) or getattr(task.run, "__self__", None) is not None:
-                params = params[1:] if params and params[0] == "self" else params
-            self._params[name] = params
-        return self._params[name]

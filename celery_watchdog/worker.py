@@ -214,7 +214,7 @@ class Reporter:
                     # Measured here, in the main process: a child spinning in C with the GIL
                     # held cannot report for itself, but its CPU time still grows.
                     "cpu_pct": self._cpu_percent(pid, cpu),
-                    "args": redactor.args(r.args, self.wd.recorder.param_names(r.task)),
+                    "args": redactor.args(r.args, self.wd.recorder.batcher.param_names(r.task)),
                     **self._tracking(r, now),
                     "kwargs": redactor.kwargs(r.kwargs),
                 }

@@ -11,8 +11,8 @@ from celery import Celery
 
 from celery_watchdog import WatchedTask, install, signals
 from celery_watchdog.activation import Watchdog
+from celery_watchdog.batch import SAMPLE
 from celery_watchdog.embedded import RedisServer
-from celery_watchdog.recorder import SAMPLE
 from celery_watchdog.store import Store
 from tests.helpers import make_app, run_worker, wait_for
 
