@@ -360,6 +360,7 @@ def summarize(runs: list[RunResult]) -> dict[str, dict[str, Any]]:
     for config in dict.fromkeys(r.config for r in runs):
         mine = [r for r in runs if r.config == config]
         cpu = [r.cpu_us_per_task for r in mine]
+        pool = [r.cpu_us_per_task - r.main_us_per_task for r in mine]
         tput = [r.tasks_per_s for r in mine]
         out[config] = {
             "runs": len(mine),
@@ -369,6 +370,8 @@ def summarize(runs: list[RunResult]) -> dict[str, dict[str, Any]]:
             "tasks_per_s": statistics.fmean(tput),
             "tasks_per_s_stdev": statistics.stdev(tput) if len(tput) > 1 else 0.0,
             "main_us_per_task": statistics.fmean(r.main_us_per_task for r in mine),
+            "pool_us_per_task": statistics.fmean(pool),
+            "pool_us_se": statistics.stdev(pool) / len(pool) ** 0.5 if len(pool) > 1 else 0.0,
             "redis_us_per_task": statistics.fmean(r.redis_us_per_task for r in mine),
             "idle_cpu_pct": statistics.fmean(r.idle_cpu_rate for r in mine) * 100,
         }
@@ -456,6 +459,16 @@ def report(
             f"\n  watchdog recorded {rec} of {total} bench tasks in Redis "
             f"(sum of {PREFIX}:s1h:bench.noop:* 'succeeded' deltas per run)"
         )
+        if plain:
+            # The watchdog's per-task work runs in the pool children; the main process (most
+            # of a no-op task's CPU, and most of the spread) runs the same code in both.
+            mine, base = summary["watchdog"], plain
+            extra = mine["pool_us_per_task"] - base["pool_us_per_task"]
+            se = (mine["pool_us_se"] ** 2 + base["pool_us_se"] ** 2) ** 0.5
+            print(
+                f"  pool children: plain {base['pool_us_per_task']:.0f} -> watchdog "
+                f"{mine['pool_us_per_task']:.0f} µs/task ({extra:+.0f} µs, s.e. {se:.0f})"
+            )
 
     checks: list[tuple[str, bool | None, str]] = []
     if plain and "watchdog" in summary:
