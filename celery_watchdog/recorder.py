@@ -140,16 +140,17 @@ class Recorder:
         """The run ended with the tracer's ``(retval, failed, ...)``: count it or close it."""
         try:
             ended = monotonic()
-            light = self.light
-            if light is None:
-                return
-            failed = result[1]
-            with self._lock:
-                handle, self.light, self.light_handle = self.light_handle, None, None
-                if handle is None and failed is None and not light[5][2]:
-                    tally = self._tallies.get(light[5][1])
+            with self._lock:  # cleared first: whatever happens next, the next run starts clean
+                light, handle = self.light, self.light_handle
+                self.light = self.light_handle = None
+                if light is None:
+                    return
+                _, _, started, _, _, (_, name, watched, _) = light
+                failed = result[1]
+                if handle is None and failed is None and not watched:
+                    tally = self._tallies.get(name)
                     if tally is not None and tally.written >= SAMPLE:
-                        tally.count(light[2], ended)
+                        tally.count(started, ended)
                         return
             if handle is None:
                 handle = self._handle_of(light)
