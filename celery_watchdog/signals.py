@@ -5,6 +5,10 @@ hard-time-limit / WorkerLostError ``task_failure`` fire in the worker's main pro
 ``task_prerun``/``task_postrun`` and task-raised ``task_failure``/``task_retry`` in the child.
 A failure that arrives with no run of that id open in this thread comes from a main process
 and is recorded with pid ``*`` ("whichever child of this host ran it").
+
+In a prefork child the two per-run receivers give way to a wrapper around each watched task's
+tracer (:func:`on_process_init`), which records the run through the recorder's
+``begin``/``finish``; the failure and retry receivers still attach errors to it.
 """
 
 from __future__ import annotations
