@@ -93,6 +93,15 @@ def cpu_split(pid: int) -> tuple[float, float]:
     return float(t.user + t.system), float(descendants)
 
 
+def side_threads_cpu(pid: int) -> float:
+    """CPU seconds of the descendants' threads other than their main ones (a flusher's)."""
+    total = 0.0
+    for child in psutil.Process(pid).children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += sum(t.user_time + t.system_time for t in child.threads() if t.id != child.pid)
+    return total
+
+
 def cpu_tree(pid: int) -> float:
     """User+system CPU seconds of a process tree, read from /proc."""
     return sum(cpu_split(pid))
@@ -254,6 +263,10 @@ class Worker:
     def cpu_split(self) -> tuple[float, float]:
         """(main process, pool processes) CPU seconds."""
         return cpu_split(self.pid)
+
+    def side_threads_cpu(self) -> float:
+        """CPU seconds of the pool processes' non-main threads."""
+        return side_threads_cpu(self.pid)
 
     def processes(self) -> int:
         return 1 + len(psutil.Process(self.pid).children(recursive=True))

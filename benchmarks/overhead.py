@@ -66,6 +66,7 @@ class RunResult:
     main_cpu_s: float = 0.0  # the part of cpu_s spent in the worker's main process
     start_delay_s: float = 0.0  # add_consumer -> first task taken (not in wall_s)
     load: float = 0.0  # 1-minute load average of the machine when the run ended
+    side_cpu_s: float = 0.0  # the part of the pool's CPU in its non-main threads (a flusher)
 
     @property
     def cpu_us_per_task(self) -> float:
@@ -277,6 +278,7 @@ def run_once(
         publish(apps[_publisher(subject.config)], client, queue, opts.tasks)
         before = recorded_count(client, PREFIX)
         (main0, pool0), redis0 = worker.cpu_split(), server.cpu()
+        side0 = worker.side_threads_cpu()
         asked = time.perf_counter()
         control.control.add_consumer(queue, destination=[nodename], reply=True, timeout=5.0)
         # Redis transport: the new queue joins the worker's BRPOP at its next cycle (up to
@@ -297,6 +299,7 @@ def run_once(
         if remaining > 0:
             time.sleep(remaining)
         (main1, pool1), redis1 = worker.cpu_split(), server.cpu()
+        side1 = worker.side_threads_cpu()
         control.control.cancel_consumer(queue, destination=[nodename], reply=True, timeout=5.0)
     finally:
         client.delete(queue)
@@ -313,6 +316,7 @@ def run_once(
         main1 - main0,
         t0 - asked,
         os.getloadavg()[0],
+        side1 - side0,
     )
 
 
@@ -372,6 +376,7 @@ def summarize(runs: list[RunResult]) -> dict[str, dict[str, Any]]:
             "main_us_per_task": statistics.fmean(r.main_us_per_task for r in mine),
             "pool_us_per_task": statistics.fmean(pool),
             "pool_us_se": statistics.stdev(pool) / len(pool) ** 0.5 if len(pool) > 1 else 0.0,
+            "side_us_per_task": statistics.fmean(r.side_cpu_s / r.tasks * 1e6 for r in mine),
             "redis_us_per_task": statistics.fmean(r.redis_us_per_task for r in mine),
             "idle_cpu_pct": statistics.fmean(r.idle_cpu_rate for r in mine) * 100,
         }
@@ -467,7 +472,9 @@ def report(
             se = (mine["pool_us_se"] ** 2 + base["pool_us_se"] ** 2) ** 0.5
             print(
                 f"  pool children: plain {base['pool_us_per_task']:.0f} -> watchdog "
-                f"{mine['pool_us_per_task']:.0f} µs/task ({extra:+.0f} µs, s.e. {se:.0f})"
+                f"{mine['pool_us_per_task']:.0f} µs/task ({extra:+.0f} µs, s.e. {se:.0f}); "
+                f"in their other threads (the watchdog's flusher): {base['side_us_per_task']:.1f}"
+                f" -> {mine['side_us_per_task']:.1f} µs/task"
             )
 
     checks: list[tuple[str, bool | None, str]] = []
