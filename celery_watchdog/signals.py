@@ -37,7 +37,10 @@ _tracing: list[Recorder] = []  # recorders this prefork child records through ta
 
 
 def current_handle() -> RunHandle | None:
-    """The run this thread is executing (innermost when tasks are applied inside tasks)."""
+    """The run this thread is executing (innermost when tasks are applied inside tasks).
+
+    In a prefork child recording through tracers, the child's one run, given its handle now.
+    """
     stack: list[RunHandle] | None = getattr(_local, "stack", None)
     if stack:
         return stack[-1]
