@@ -83,11 +83,16 @@ def secret_alert() -> Alert:
     )  # fmt: skip
 
 
-def sentry_events(server: Receiver) -> list[dict[str, Any]]:
-    events = []
+def sentry_items(server: Receiver, item_type: str) -> list[dict[str, Any]]:
+    """The items of one type ("event", "check_in") in the envelopes Sentry's SDK posted."""
+    items = []
     for body in server.bodies("/api/1/envelope/"):
         lines = body.split(b"\n")
         for header, payload in zip(lines[1::2], lines[2::2], strict=False):
-            if json.loads(header).get("type") == "event":
-                events.append(json.loads(payload))
-    return events
+            if json.loads(header).get("type") == item_type:
+                items.append(json.loads(payload))
+    return items
+
+
+def sentry_events(server: Receiver) -> list[dict[str, Any]]:
+    return sentry_items(server, "event")

@@ -23,7 +23,7 @@ from celery_watchdog.activation import Watchdog
 from celery_watchdog.monitor import run_pass
 from celery_watchdog.recorder import RunHandle
 from celery_watchdog.store import Store
-from tests.alert_peers import Receiver
+from tests.alert_peers import Receiver, sentry_items
 from tests.helpers import make_app, unique_prefix
 
 pytestmark = pytest.mark.timeout(60)
@@ -318,12 +318,7 @@ def test_sentry_crons_get_an_error_check_in_for_a_beat_task_judged_stuck(
     import sentry_sdk
 
     sentry_sdk.flush(timeout=5)
-    checkins = []
-    for body in sentry.bodies("/api/1/envelope/"):
-        lines = body.split(b"\n")
-        for header, payload in zip(lines[1::2], lines[2::2], strict=False):
-            if json.loads(header).get("type") == "check_in":
-                checkins.append(json.loads(payload))
+    checkins = sentry_items(sentry, "check_in")
     assert [(c["monitor_slug"], c["status"]) for c in checkins] == [("nightly-export", "error")]
 
 
