@@ -87,19 +87,17 @@ class Recorder:
         with self._lock:
             self._live.pop(id(handle), None)
 
-    def end_run(
-        self,
-        handle: RunHandle,
-        state: str,
-        outcome: str,
-        error: dict[str, str] | None = None,
-        result: Any = None,
-    ) -> None:
-        """The run ended: the handle itself waits in the buffer; the flusher builds the event.
+    def end_run(self, handle: RunHandle, state: str, retval: Any = None) -> None:
+        """The run ended in ``state``: the handle waits in the buffer; the flusher builds the event.
 
-        A short success past its name's sample in this window is only counted. "Short": no
-        flush has taken the run yet (``seen``), so Redis holds nothing of it to close.
+        Its error is what ``task_failure``/``task_retry`` attached; its result is kept (to be
+        previewed off this thread) only for a clean success. A short success past its name's
+        sample in this window is only counted. "Short": no flush has taken the run yet
+        (``seen``), so Redis holds nothing of it to close.
         """
+        outcome = OUTCOMES.get(state, state.lower())
+        error = handle.error
+        result = retval if state == "SUCCESS" and not error else None
         ended = monotonic()
         handle.end = (ended, state, outcome, error, result)
         with self._lock:
@@ -155,8 +153,7 @@ class Recorder:
             if handle is None:
                 handle = self._handle_of(light)
             state = "SUCCESS" if failed is None else str(getattr(failed, "state", "FAILURE"))
-            value = result[0] if state == "SUCCESS" and not handle.error else None
-            self.end_run(handle, state, OUTCOMES.get(state, state.lower()), handle.error, value)
+            self.end_run(handle, state, result[0])
         except Exception:  # a watchdog bug must never reach the watched task
             logger.debug("celery_watchdog: a run's end was not recorded", exc_info=True)
 

@@ -26,7 +26,7 @@ from celery.exceptions import WorkerLostError
 from .activation import for_app
 from .config import TaskPolicy
 from .handle import RunHandle
-from .recorder import OUTCOMES, Recorder
+from .recorder import Recorder
 
 logger = logging.getLogger("celery_watchdog")
 F = TypeVar("F", bound=Callable[..., None])
@@ -138,10 +138,7 @@ def on_task_postrun(
         # or a hard time limit): the worker's main process reports how this run ended.
         recorder.forget(handle)
         return
-    outcome = OUTCOMES.get(state, state.lower())
-    # The result is previewed (redacted, cut) by the flusher, off this thread.
-    result = retval if state == "SUCCESS" and not handle.error else None
-    recorder.end_run(handle, state, outcome, handle.error, result)
+    recorder.end_run(handle, state, retval)
 
 
 def _traced(trace: Callable[..., Any], task: Any, info: Info) -> Callable[..., Any]:
