@@ -1,18 +1,25 @@
 """Every ``watchdog_*`` setting: its default, its one-line doc and its validation, in one place.
 
 Settings are read once per app into a frozen :class:`Settings`. A bad value raises
-:class:`ConfigError` naming the setting, the value and what is accepted, so start-up stops
-loudly instead of a monitor misbehaving at 2 a.m.
+:class:`ConfigError` naming the setting, the bad value (masked, cut) and what is accepted, so
+start-up stops loudly instead of a monitor misbehaving at 2 a.m. Numbers must be finite and
+inside a range that makes sense for the setting: ``inf`` or ``nan`` validated once and then
+crashed or spun the monitor.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from celery.exceptions import ImproperlyConfigured
+
+Validator = Callable[[str, Any], Any]
+SHOWN_CHARS = 200  # a bad value is shown cut to this: it may be a whole pasted document
 
 
 class ConfigError(ImproperlyConfigured):
@@ -20,33 +27,183 @@ class ConfigError(ImproperlyConfigured):
 
     def __init__(self, name: str, value: object, accepted: str) -> None:
         self.setting = name
-        super().__init__(f"{name}={value!r} is not valid: expected {accepted}")
+        super().__init__(one_line(f"{name}={shown_value(value)} is not valid: expected {accepted}"))
 
 
-def _positive(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigError(name, value, "a number of seconds > 0")
-    return float(value)
+# ---------------------------------------------------------------------------------------------
+# Showing values in errors: no password, no token, no second line, nothing huge.
+# ---------------------------------------------------------------------------------------------
+
+_SECRET_PARAM = re.compile(r"pass|pwd|token|secret|key|sig|auth|cred", re.I)
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-def _optional_positive(name: str, value: Any) -> float | None:
-    return None if value is None else _positive(name, value)
+def mask_url(url: str) -> str:
+    """``url`` with its password and tokens replaced by ``***``; scheme, user, host, port,
+    path (db) and the other query parameters kept. Pure; never raises."""
+    try:
+        return _mask_url(url)
+    except Exception:  # a URL too odd to take apart is hidden whole rather than shown raw
+        return "***"
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(name, value, "an integer >= 1")
-    return value
+def _mask_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    # The userinfo ends at the last "@" before the path and before the first "=": a password
+    # may hold "?" or "#" unencoded, while the query may hold e-mail addresses (smtp ?to=a@b).
+    head = rest.split("/", 1)[0]
+    at = head.rfind("@", 0, head.find("=") if "=" in head else len(head))
+    userinfo, rest = (head[:at], rest[at + 1 :]) if at >= 0 else ("", rest)
+    if ":" in userinfo:
+        userinfo = userinfo.split(":", 1)[0] + ":***"
+    cut = min((i for i in map(rest.find, "/?#") if i >= 0), default=len(rest))
+    host, tail = rest[:cut], rest[cut:]
+    tail, hash_sign, fragment = tail.partition("#")
+    path, question, query = tail.partition("?")
+    path = _mask_path(scheme.lower(), path)
+    query = "&".join(_mask_param(pair) for pair in query.split("&")) if query else query
+    fragment = "***" if fragment else fragment
+    netloc = f"{userinfo}@{host}" if at >= 0 else host
+    return f"{scheme}://{netloc}{path}{question}{query}{hash_sign}{fragment}"
+
+
+def _mask_path(scheme: str, path: str) -> str:
+    """Webhook URLs carry their token in the path (Slack: ``/services/T…/B…/<token>``)."""
+    segments = path.split("/")
+    if scheme.startswith("slack+") and len([s for s in segments if s]) >= 2:
+        last = max(i for i, s in enumerate(segments) if s)
+        segments[last] = "***"
+    elif scheme.startswith("webhook+"):
+        segments = ["***" if _looks_like_token(s) else s for s in segments]
+    return "/".join(segments)
+
+
+def _looks_like_token(segment: str) -> bool:
+    return (
+        len(segment) >= 16
+        and any(c.isdigit() for c in segment)
+        and any(c.isalpha() for c in segment)
+    )
+
+
+def _mask_param(pair: str) -> str:
+    name, eq, value = pair.partition("=")
+    return f"{name}=***" if eq and value and _SECRET_PARAM.search(name) else pair
+
+
+def mask_urls(text: str) -> str:
+    """``text`` with every URL in it passed through :func:`mask_url`."""
+    return _URL_IN_TEXT.sub(lambda m: mask_url(m.group(0)), text)
+
+
+def one_line(text: str) -> str:
+    """Line breaks become spaces and other control characters escapes: an error is one line,
+    and a value cannot move the cursor or retitle the terminal that prints it."""
+    text = re.sub(r"[\r\n\t]+", " ", text)
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group(0)):02x}", text)
+
+
+def shown_value(value: object, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)`` as an error may show it: URLs masked, one line, at most ``limit``."""
+    try:
+        text = one_line(mask_urls(repr(value)))
+    except Exception:  # a value whose repr raises is still refused, just not shown
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ---------------------------------------------------------------------------------------------
+# Validators: (setting name, raw value) -> the value to keep, or ConfigError.
+# ---------------------------------------------------------------------------------------------
+
+MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
+_UNITS = {"ms": 0.001, "s": 1.0, "m": MINUTE, "min": MINUTE, "h": HOUR, "d": DAY, "w": 7 * DAY}
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?\s*(?:ms|min|s|m|h|d|w)\s*)+|\d+(?:\.\d+)?", re.I)
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|min|s|m|h|d|w)", re.I)
+
+
+def parse_duration(text: str) -> float | None:
+    """``"30s"``, ``"5m"``, ``"2h"``, ``"1d"``, ``"1h30m"``, ``"300"`` -> seconds; else None."""
+    text = text.strip()
+    if len(text) > 32 or not _DURATION.fullmatch(text):
+        return None
+    parts = _DURATION_PART.findall(text)
+    if not parts:
+        return float(text)
+    return sum(float(n) * _UNITS[unit.lower()] for n, unit in parts)
+
+
+def _plain(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+def _span(seconds: float) -> str:
+    for size, unit in ((DAY, "day"), (HOUR, "h"), (MINUTE, "min")):
+        if seconds >= size and (seconds / size).is_integer():
+            count = int(seconds / size)
+            return f"{count} {unit}" + ("s" if unit == "day" and count > 1 else "")
+    return f"{_plain(seconds)} s"
+
+
+def _bounded(lo: float, hi: float, *, integer: bool = False) -> Validator:
+    """The one way a number is checked: right type, finite, ``lo <= value <= hi``.
+
+    Floats are seconds and may also be written as durations ("5m"); integers are counts.
+    """
+    if integer:
+        accepted = f"an integer between {_plain(lo)} and {_plain(hi)}"
+    else:
+        extent = f" ({_span(hi)})" if hi >= MINUTE else ""
+        accepted = (
+            f"a number of seconds between {_plain(lo)} and {_plain(hi)}{extent}, "
+            "or a duration such as '30s', '5m', '2h'"
+        )
+
+    def validate(name: str, value: Any) -> Any:
+        number = value
+        if isinstance(value, str) and not integer:
+            number = parse_duration(value)
+        kinds = (int,) if integer else (int, float)
+        if (
+            isinstance(number, bool)
+            or not isinstance(number, kinds)
+            or not math.isfinite(number)
+            or not lo <= number <= hi
+        ):
+            raise ConfigError(name, value, accepted)
+        return int(number) if integer else float(number)
+
+    return validate
+
+
+def _seconds(lo: float, hi: float) -> Validator:
+    return _bounded(lo, hi)
+
+
+def _int_between(lo: int, hi: int) -> Validator:
+    return _bounded(lo, hi, integer=True)
+
+
+def _optional(validator: Validator) -> Validator:
+    return lambda name, value: None if value is None else validator(name, value)
+
+
+_timeout = _seconds(0.1, 30 * DAY)  # heartbeat, soft and hard budgets, step timeouts
+
+
+def validate_timeout(label: str, value: object) -> float:
+    """A timeout given in code (``step(timeout=…)``): same bounds as ``heartbeat_timeout``."""
+    result: float = _timeout(label, value)
+    return result
 
 
 def _bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(name, value, "True or False")
     return value
-
-
-def _optional_bool(name: str, value: Any) -> bool | None:
-    return None if value is None else _bool(name, value)
 
 
 def _on_stuck(name: str, value: Any) -> str:
@@ -72,22 +229,43 @@ def _redis_url(name: str, value: Any) -> str | None:
 def _str_tuple(name: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
         raise ConfigError(name, value, "a list of strings")
-    if not all(isinstance(item, str) and item for item in value):
-        raise ConfigError(name, value, "a list of non-empty strings")
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not item:
+            raise ConfigError(f"{name}[{i}]", item, "a non-empty string")
     return tuple(value)
 
 
 def _channels(name: str, value: Any) -> tuple[str, ...]:
-    """Each channel URL must build a channel now, not fail at 2 a.m. when the first alert goes."""
+    """Each channel URL must build a channel now, not fail at 2 a.m. when the first alert goes.
+
+    An error names the one bad channel, masked: the list holds other channels' passwords.
+    """
     from .alerts import channel_from_url  # alerts import nothing from here: no cycle
 
     urls = _str_tuple(name, value)
-    for url in urls:
+    for i, url in enumerate(urls):
         try:
             channel_from_url(url)
         except ValueError as exc:
-            raise ConfigError(name, value, f"valid channel URLs ({exc})") from exc
+            reason = shown_value(str(exc), 300)[1:-1]  # masked and cut, without repr's quotes
+            raise ConfigError(f"{name}[{i}]", url, f"a working channel URL ({reason})") from exc
     return urls
+
+
+def _patterns(name: str, value: Any) -> tuple[str, ...]:
+    """Extra secret-value patterns: each must compile and must not match the empty string
+    (it would redact between every two characters)."""
+    patterns = _str_tuple(name, value)
+    for i, pattern in enumerate(patterns):
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"{name}[{i}]", pattern, f"a regular expression ({exc})") from exc
+        if compiled.search("") is not None:
+            raise ConfigError(
+                f"{name}[{i}]", pattern, "a regular expression that does not match ''"
+            )
+    return patterns
 
 
 SEVERITIES = ("P1", "P2", "P3")
@@ -102,8 +280,11 @@ def _severity(name: str, value: Any) -> str:
 def _severity_by_kind(name: str, value: Any) -> dict[str, str]:
     from .alerts.wording import KINDS
 
-    if not isinstance(value, Mapping) or not all(k in KINDS for k in value):
+    if not isinstance(value, Mapping):
         raise ConfigError(name, value, f"a dict of alert kind ({', '.join(KINDS)}) -> P1|P2|P3")
+    for kind in value:
+        if kind not in KINDS:
+            raise ConfigError(f"{name} key", kind, f"an alert kind ({', '.join(KINDS)})")
     return {kind: _severity(f"{name}[{kind!r}]", sev) for kind, sev in value.items()}
 
 
@@ -113,8 +294,11 @@ def _task_severity(name: str, value: Any) -> str | dict[str, str]:
 
 
 def _routes(name: str, value: Any) -> dict[str, tuple[str, ...]]:
-    if not isinstance(value, Mapping) or not all(k in SEVERITIES for k in value):
+    if not isinstance(value, Mapping):
         raise ConfigError(name, value, "a dict of P1|P2|P3 -> list of alert channel URLs")
+    for sev in value:
+        if sev not in SEVERITIES:
+            raise ConfigError(f"{name} key", sev, '"P1", "P2" or "P3"')
     return {sev: _channels(f"{name}[{sev!r}]", urls) for sev, urls in value.items()}
 
 
@@ -128,12 +312,12 @@ def _key_prefix(name: str, value: Any) -> str:
 # Per-task options: accepted as decorator kwargs / class attributes, policy entries, settings.
 # ---------------------------------------------------------------------------------------------
 
-TASK_OPTION_VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
-    "heartbeat_timeout": _positive,
-    "soft_timeout": _optional_positive,
-    "hard_timeout": _optional_positive,
+TASK_OPTION_VALIDATORS: dict[str, Validator] = {
+    "heartbeat_timeout": _timeout,
+    "soft_timeout": _optional(_timeout),
+    "hard_timeout": _optional(_timeout),
     "on_stuck": _on_stuck,
-    "max_deliveries": _positive_int,
+    "max_deliveries": _int_between(1, 1000),
     "idempotent": _bool,
     "owner": _optional_str,
     "runbook": _optional_str,
@@ -172,8 +356,10 @@ def _validate_policies(name: str, value: Any) -> dict[str, dict[str, Any]]:
         raise ConfigError(name, value, "a dict of task-name glob -> dict of task options")
     checked: dict[str, dict[str, Any]] = {}
     for pattern, options in value.items():
-        if not isinstance(pattern, str) or not isinstance(options, Mapping):
-            raise ConfigError(name, value, "a dict of task-name glob -> dict of task options")
+        if not isinstance(pattern, str):
+            raise ConfigError(f"{name} key", pattern, "a task-name glob (a string)")
+        if not isinstance(options, Mapping):
+            raise ConfigError(f"{name}[{pattern!r}]", options, "a dict of task options")
         checked[pattern] = {
             key: _validate_option(f"{name}[{pattern!r}][{key!r}]", key, val)
             for key, val in options.items()
@@ -194,7 +380,7 @@ DEFAULT_REDACT_KEYS = (
 )  # fmt: skip
 
 
-def _spec(default: Any, validator: Callable[[str, Any], Any], doc: str) -> Any:
+def _spec(default: Any, validator: Validator, doc: str) -> Any:
     metadata = {"validator": validator, "doc": doc}
     if isinstance(default, dict):
         return field(default_factory=lambda: dict(default), metadata=metadata)
@@ -210,16 +396,18 @@ class Settings:
         None, _redis_url, "Where the watchdog keeps its records (default: broker_url if redis)."
     )
     key_prefix: str = _spec("watchdog", _key_prefix, "Prefix of every Redis key the watchdog owns.")
-    check_interval: float = _spec(10.0, _positive, "Seconds between monitor passes.")
-    heartbeat_timeout: float = _spec(300.0, _positive, "No progress this long -> stuck.")
+    check_interval: float = _spec(10.0, _seconds(0.1, DAY), "Seconds between monitor passes.")
+    heartbeat_timeout: float = _spec(300.0, _timeout, "No progress this long -> stuck.")
     soft_timeout: float | None = _spec(
-        None, _optional_positive, "Runtime past this -> slow (None: learn from history)."
+        None, _optional(_timeout), "Runtime past this -> slow (None: learn from history)."
     )
     hard_timeout: float | None = _spec(
-        None, _optional_positive, "Runtime past this -> overtime (None: learn from history)."
+        None, _optional(_timeout), "Runtime past this -> overtime (None: learn from history)."
     )
     on_stuck: str = _spec("revoke", _on_stuck, 'What to do with a stuck run: "revoke" | "alert".')
-    max_deliveries: int = _spec(3, _positive_int, "A message delivered more often is poison.")
+    max_deliveries: int = _spec(
+        3, TASK_OPTION_VALIDATORS["max_deliveries"], "A message delivered more often is poison."
+    )
     alert_channels: tuple[str, ...] = _spec(
         ("log",), _channels, "Where alerts go (every severity not in watchdog_alert_routes)."
     )
@@ -230,13 +418,17 @@ class Settings:
         {}, _severity_by_kind, "Alert kind -> P1, P2 or P3, overriding that kind's default."
     )
     alert_repeat: float = _spec(
-        3600.0, _positive, "Seconds between reminders of an open, unacknowledged incident."
+        3600.0,
+        _seconds(0.1, 30 * DAY),
+        "Seconds between reminders of an open, unacknowledged incident.",
     )
     alert_group_threshold: int = _spec(
-        5, _positive_int, "More new incidents of one kind and task in a pass become one alert."
+        5,
+        _int_between(1, 100_000),
+        "More new incidents of one kind and task in a pass become one alert.",
     )
     alert_timeout: float = _spec(
-        10.0, _positive, "Seconds one alert may take per channel, retries included."
+        10.0, _seconds(0.1, 600), "Seconds one alert may take per channel, retries included."
     )
     sentry_crons: bool = _spec(
         False, _bool, "Also send Sentry Crons error check-ins for beat tasks judged unhealthy."
@@ -247,29 +439,40 @@ class Settings:
     redact_keys: tuple[str, ...] = _spec(
         DEFAULT_REDACT_KEYS, _str_tuple, "Argument names whose values are shown as [redacted]."
     )
-    retention: float = _spec(86400.0, _positive, "Seconds a finished run stays listed.")
-    max_finished: int = _spec(10000, _positive_int, "At most this many finished runs are kept.")
-    flush_interval: float = _spec(1.0, _positive, "Seconds between write-behind flushes.")
-    buffer_size: int = _spec(10000, _positive_int, "Events buffered per process before dropping.")
-    snapshot_interval: float = _spec(5.0, _positive, "Seconds between worker snapshots.")
-    preview_chars: int = _spec(200, _positive_int, "Longest args/kwargs preview shown to people.")
+    redact_patterns: tuple[str, ...] = _spec(
+        (), _patterns, "Extra regular expressions of secret values, shown as [redacted]."
+    )
+    retention: float = _spec(DAY, _seconds(1, 365 * DAY), "Seconds a finished run stays listed.")
+    max_finished: int = _spec(
+        10000, _int_between(1, 10_000_000), "At most this many finished runs are kept."
+    )
+    flush_interval: float = _spec(1.0, _seconds(0.05, 60), "Seconds between write-behind flushes.")
+    buffer_size: int = _spec(
+        10000, _int_between(1, 10_000_000), "Events buffered per process before dropping."
+    )
+    snapshot_interval: float = _spec(5.0, _seconds(0.1, HOUR), "Seconds between worker snapshots.")
+    preview_chars: int = _spec(
+        200, _int_between(20, 100_000), "Longest args/kwargs preview shown to people."
+    )
     learned_soft_floor: float = _spec(
-        60.0, _positive, "A learned soft budget (2 x p99 runtime) is never below this."
+        60.0, _timeout, "A learned soft budget (2 x p99 runtime) is never below this."
     )
     learned_hard_floor: float = _spec(
-        300.0, _positive, "A learned hard budget (5 x p99 runtime) is never below this."
+        300.0, _timeout, "A learned hard budget (5 x p99 runtime) is never below this."
     )
     learn_min_runs: int = _spec(
-        30, _positive_int, "Runs of a task needed before budgets are learned."
+        30, _int_between(1, 1000), "Runs of a task needed before budgets are learned."
     )
     terminate_grace: float = _spec(
-        10.0, _positive, "Seconds after SIGTERM before a still-running stuck child gets SIGKILL."
+        10.0,
+        _seconds(0.1, HOUR),
+        "Seconds after SIGTERM before a still-running stuck child gets SIGKILL.",
     )
     queue: str | None = _spec(
         None, _optional_str, "Queue of the celery_watchdog.check beat task (None: default)."
     )
     task_events: bool | None = _spec(
-        None, _optional_bool, "Send verdicts as task-<kind> events for Flower (None: when -E)."
+        None, _optional(_bool), "Send verdicts as task-<kind> events for Flower (None: when -E)."
     )
 
     @classmethod
