@@ -40,7 +40,9 @@ class Watchdog:
             )
         self.app = app
         self.settings = settings
-        self.redactor = Redactor(settings.redact_keys, settings.preview_chars)
+        self.redactor = Redactor(
+            settings.redact_keys, settings.preview_chars, patterns=settings.redact_patterns
+        )
         url, prefix = settings.redis_url, settings.key_prefix
         self.recorder = Recorder(
             store_factory=lambda: Store(connect(url), prefix),
@@ -115,16 +117,25 @@ def install(app: Celery) -> Watchdog | None:
 
 def _schedule_check(app: Celery, wd: Watchdog) -> None:
     """Register ``celery_watchdog.check`` and put it in beat's schedule (unless the user did)."""
+    interval = wd.settings.check_interval
 
     @app.task(name=CHECK_TASK, shared=False, ignore_result=True)
     def check() -> dict[str, Any]:
         from .monitor import run_pass
 
-        return run_pass(wd, wd.monitor_store()).as_dict()
+        store = wd.monitor_store()
+        # Checks queued behind busy slots, or sent by two beats, arrive in bursts: the first
+        # runs the pass, the others (within half an interval, on the Redis clock) are no-ops.
+        if not store.begin_pass(min_gap=interval / 2, ttl=max(60.0, 3 * interval)):
+            return {"skipped": "another pass ran or is running"}
+        try:
+            return run_pass(wd, store).as_dict()
+        finally:
+            store.end_pass()
 
-    interval = wd.settings.check_interval
-    # expires: a check that waited a whole interval in the queue is stale; the next one is due.
-    options: dict[str, Any] = {"expires": interval}
+    # No ``expires``: Celery compares it with the receiving worker's own clock, so one worker
+    # whose clock runs ahead of beat's would discard every check (and nobody would watch).
+    options: dict[str, Any] = {}
     if wd.settings.queue:
         options["queue"] = wd.settings.queue
     schedule = dict(app.conf.beat_schedule or {})

@@ -11,12 +11,14 @@ import inspect
 import json
 from typing import Any
 
-from . import diagnosis
+from . import diagnosis, storable
 from .handle import RunHandle, trim
 from .redact import Redactor
 
 SAMPLE = 10  # short successful runs written in full per task name and flush
 RUNTIMES = 200  # runtimes kept per tally (the percentiles' sample)
+# Free text a task controls, where a secret can sit by value (a DSN in an error message).
+SCRUBBED = ("exception", "traceback", "step", "stack")
 
 
 class Tally:
@@ -67,15 +69,25 @@ class Batcher:
             elif isinstance(e, Tally):
                 payload.append(e.as_event(now))
             else:
-                payload.append(prepare(e, now))
+                payload.append(self.scrubbed(prepare(e, now)))
             sources.append(e)
         for h in dirty:
             event = h.as_event(now, self.redactor)
             if h.new:
                 event.update(h.message_fields(self.param_names(h.task), self.redactor))
-            payload.append(event)
+            payload.append(self.scrubbed(event))
             sources.append(h)
-        return payload, sources
+        return [storable.event(e) for e in payload], sources
+
+    def scrubbed(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Secrets by value out of the free text a task controls, before anything is stored."""
+        text = self.redactor.text
+        for key in SCRUBBED:
+            value = event.get(key)
+            if value is not None:
+                # A stack is JSON read back whole: scrubbed, never cut.
+                event[key] = text(value, None if key == "stack" else storable.LIMITS.get(key))
+        return event
 
     def end_event(self, h: RunHandle, now: float) -> dict[str, Any]:
         assert h.end is not None
@@ -95,7 +107,7 @@ class Batcher:
             event.update(h.message_fields(self.param_names(h.task), self.redactor))
         if h.watched:
             event.update(step=h.step, processed=h.processed, total=h.total)
-        return trim(event)
+        return self.scrubbed(trim(event))
 
     def param_names(self, task: Any) -> list[str]:
         name = getattr(task, "name", None)

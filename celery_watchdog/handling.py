@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import actions, diagnosis, dlq
+from . import actions, diagnosis, dlq, faults
 from .activation import Watchdog
 from .plans import STOPPED, Plan, broker_redelivers, plan
 from .records import Finding, Run, Verdict
@@ -72,6 +72,8 @@ class Handler:
             c.message = message
         self._requeue([c for c in moving if c.steps.then == "requeue"])
         self._dead_letter([c for c in moving if c.steps.then == "dead_letter" or not c.new_id])
+        # Decided: the requeue runs under a new id, the dead letter keeps its own copy.
+        self.store.forget_messages([c.run.task_id for c in moving])
         self.store.mark_verdicts(
             [(c.run.task_id, c.verdict.health, c.verdict.reason) for c in cases if c.done]
         )
@@ -126,8 +128,11 @@ class Handler:
         running = [c for c in cases if c.run.running]
         cpu = self.store.cpu_of([(c.run.worker or "", c.run.task_id, c.run.pid) for c in running])
         for c in running:
-            stack = c.run.stack
-            frames = diagnosis.frames_from_json(json.loads(stack)) if stack else None
+            try:
+                stack = c.run.stack
+                frames = diagnosis.frames_from_json(json.loads(stack)) if stack else None
+            except ValueError:  # a stack cut or mangled in storage: judged by CPU alone
+                frames = None
             c.where = diagnosis.summarise(frames, cpu.get((c.run.task_id, c.run.pid)))
 
     def _requeue(self, cases: list[Case]) -> None:
@@ -201,9 +206,9 @@ class Handler:
         return bool(self.app.conf.worker_send_task_events) if setting is None else setting
 
     def _safely(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run one side effect; False (logged) when it failed: the pass goes on."""
+        """Run one side effect; False (counted, logged) when it failed: the pass goes on."""
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            logger.warning("celery_watchdog: %s failed: %s", fn.__name__, exc)
+            faults.report("monitor", exc, f"{fn.__name__} failed: {faults.describe(exc)}")
             return False

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import rules
+from . import faults, rules
 from .activation import Watchdog
 from .alerting import Alerter
 from .handling import Handler
@@ -35,6 +35,8 @@ class PassReport:
     blind: str | None = None  # why the watchdog was blind before this pass, if it was
     now: float = 0.0
     notices: list[Notice] = field(default_factory=list)  # the messages this pass sent
+    doubt: str | None = None  # why silence was not taken as death or a stall in this pass
+    unreadable: int = 0  # records skipped because they could not be read or judged
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -44,15 +46,26 @@ class PassReport:
             "blind": self.blind,
             "at": self.now,
             "alerts": [n.as_dict() for n in self.notices],
+            "doubt": self.doubt,
+            "unreadable": self.unreadable,
         }
 
 
-def blindness(last_pass: dict[str, str], now: float, interval: float) -> str | None:
-    """Why nobody is watching, or None: no pass completed for BLIND_AFTER intervals."""
-    at = float(last_pass["at"]) if last_pass.get("at") else None
+def blindness(
+    last_pass: dict[str, str], now: float, interval: float, since: float | None = None
+) -> str | None:
+    """Why nobody is watching, or None: no pass completed for BLIND_AFTER intervals.
+
+    ``since``: when the store came back after an outage (no pass could run while it was out;
+    the monitor gets its intervals again from then, as the workers get their grace).
+    """
+    try:
+        at = float(last_pass["at"]) if last_pass.get("at") else None
+    except ValueError:
+        at = None
     if at is None:
         return "no monitor pass has ever completed (is beat or `celery watchdog monitor` running?)"
-    if now - at > BLIND_AFTER * interval:
+    if now - max(at, since or at) > BLIND_AFTER * interval:
         return (
             f"no monitor pass for {duration(now - at)} (expected every {duration(interval)}): "
             "beat is down, or every worker slot is busy or stuck"
@@ -65,32 +78,50 @@ def run_pass(wd: Watchdog, store: Store | None = None, limit: int = 1000) -> Pas
     started = time.monotonic()
     store = store or wd.store()
     now = store.now()
-    report = PassReport(
-        now=now, blind=blindness(store.last_pass(), now, wd.settings.check_interval)
+    s = wd.settings
+    evidence = store.evidence()
+    doubtful = rules.doubt(
+        evidence, now, snapshot_interval=s.snapshot_interval, flush_interval=s.flush_interval
     )
+    if doubtful:
+        store.note_silence(now)  # every worker silent: the grace starts when first noticed
+    report = PassReport(
+        now=now, blind=blindness(store.last_pass(), now, s.check_interval, evidence.outage),
+        doubt=doubtful,
+    )  # fmt: skip
+    store.unreadable = 0
     handler = Handler(wd, store, now)
     handler.escalate(limit)
     alive = store.online_workers()
     verdicts: list[tuple[Run, Verdict, bool]] = []
-    for host in store.offline_workers():
-        for run in store.runs_of_host(host):
-            verdicts.append((run, Verdict("lost", f"its worker {host} stopped reporting"), True))
-
+    if not doubtful:
+        for host in store.offline_workers():
+            for run in store.runs_of_host(host):
+                verdicts.append(
+                    (run, Verdict("lost", f"its worker {host} stopped reporting"), True)
+                )
     due = store.due(now, limit)
     report.due = len(due)
+    report.unreadable = store.unreadable
     learned = _learned_budgets(wd, store, {r.name for r in due})
     copies = Counter(r.task_id for r in due)
     moves = []
     for run in due:
-        if run.worker not in alive:
+        if run.worker not in alive and not doubtful:
             continue  # judged above as lost (or its worker has no snapshot yet)
-        policy = wd.policy(wd.app.tasks.get(run.name) or run.name)
-        budgets = learned.get(run.name)
-        verdict = rules.health(run, policy, now, copies=copies[run.task_id], learned=budgets)
+        try:
+            policy = wd.policy(wd.app.tasks.get(run.name) or run.name)
+            budgets = learned.get(run.name)
+            verdict = rules.health(run, policy, now, copies=copies[run.task_id],
+                                   learned=budgets, doubtful=bool(doubtful))  # fmt: skip
+            move = _next_deadline(run, rules.with_budgets(policy, budgets), now, verdict)
+        except Exception as exc:  # one record we cannot judge must not stop the others
+            report.unreadable += 1
+            faults.report("record", exc, f"cannot judge run {run.run_key}: {exc}")
+            continue
         if verdict.health != "ok":
             verdicts.append((run, verdict, False))
-        move = _next_deadline(run, rules.with_budgets(policy, budgets), now, verdict)
-        if move:
+        if move and not doubtful:  # doubtful: stays due, judged again once the grace is over
             moves.append(move)
     report.findings = handler.handle_all(verdicts)
     store.reschedule_many(moves)

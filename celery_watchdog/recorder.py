@@ -21,11 +21,13 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import socket
 import threading
 from collections.abc import Callable
 from threading import get_ident
 from typing import Any
 
+from . import faults
 from .batch import SAMPLE, Batcher, Tally, take_stack_if_quiet
 from .handle import MessageRequest, RunHandle, monotonic
 from .redact import Redactor
@@ -69,7 +71,6 @@ class Recorder:
         self.light_handle: RunHandle | None = None  # its handle, once someone needed one
         self._thread: threading.Thread | None = None
         self._store: Store | None = None
-        self._last_error_log = 0.0
         self.dropped = 0
         self.flushes = 0
         self.errors = 0
@@ -124,6 +125,7 @@ class Recorder:
         if len(self._events) >= self.buffer_size:
             del self._events[0]
             self.dropped += 1
+            faults.report("dropped", what=f"event buffer full ({self.buffer_size} events)")
         self._events.append(item)
 
     # -- a prefork child's runs: the task's tracer calls these -----------------------------
@@ -154,8 +156,8 @@ class Recorder:
                 handle = self._handle_of(light)
             state = "SUCCESS" if failed is None else str(getattr(failed, "state", "FAILURE"))
             self.end_run(handle, state, result[0])
-        except Exception:  # a watchdog bug must never reach the watched task
-            logger.debug("celery_watchdog: a run's end was not recorded", exc_info=True)
+        except Exception as exc:  # a watchdog bug must never reach the watched task
+            faults.report("tracer", exc)
 
     def abandon(self) -> None:
         """The run was interrupted (a SIGTERM, a hard time limit): the main process reports it."""
@@ -238,7 +240,7 @@ class Recorder:
         dirty = [h for h in handles if h.dirty]
         events += [t for t in tallies.values() if t.n]
         if not events and not dirty:
-            return True
+            return self._flush_faults()
         try:
             payload, sources = self.batcher.payload(events, dirty, now)
             for h in dirty:
@@ -270,6 +272,19 @@ class Recorder:
                 if h.task_id in cancelled:
                     h.cancelled = True
         self.flushes += 1
+        return self._flush_faults()
+
+    def _flush_faults(self) -> bool:
+        """The watchdog's own error counts of this process, when there are new ones."""
+        event = faults.FAULTS.take()
+        if event is None:
+            return True
+        event["worker"] = self.hostname or socket.gethostname()
+        try:
+            self.store.write_batch([event], [], self.limits)
+        except Exception:
+            faults.FAULTS.give_back(event)
+            return False
         return True
 
     @property
@@ -294,23 +309,19 @@ class Recorder:
                 self.dropped += overflow
                 keep = keep[overflow:]
             self._events = keep
-        if monotonic() - self._last_error_log > 60:
-            self._last_error_log = monotonic()
-            logger.warning(
-                "celery_watchdog: cannot write to Redis (%s); tasks keep running, %d events "
-                "buffered, %d dropped so far",
-                exc, len(keep), self.dropped,
-            )  # fmt: skip
+        faults.report("flush", exc, f"cannot write to Redis ({faults.describe(exc)}); "
+                      f"{len(keep)} events buffered, {self.dropped} dropped so far")  # fmt: skip
+        if overflow > 0:
+            faults.report("dropped", what="event buffer full while Redis was unreachable",
+                          n=overflow)  # fmt: skip
 
     def _on_rejected(self, rejected: list[str], chunk: list[dict[str, Any]]) -> None:
         """Events flush.lua could not apply: retrying cannot help, so they count as dropped."""
         self.dropped += len(rejected)
-        if monotonic() - self._last_error_log > 60:
-            self._last_error_log = monotonic()
-            index, _, error = rejected[0].partition(": ")
-            event = chunk[int(index) - 1] if index.isdigit() else {}
-            logger.warning(
-                "celery_watchdog: %d recorded event(s) could not be written and were dropped; "
-                "the first, a %r event of %r: %s",
-                len(rejected), event.get("kind"), event.get("name"), error,
-            )  # fmt: skip
+        index, _, error = rejected[0].partition(": ")
+        event = chunk[int(index) - 1] if index.isdigit() and int(index) <= len(chunk) else {}
+        faults.report(
+            "rejected", n=len(rejected),
+            what=f"{len(rejected)} event(s) could not be written and were dropped; the first, "
+                 f"a {event.get('kind')!r} event of {event.get('name')!r}: {error}",
+        )  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,13 +12,7 @@ FINAL_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 
 
 def _f(doc: Mapping[str, str], key: str) -> float | None:
-    value = doc.get(key)
-    if value in (None, ""):
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
+    return _number(doc.get(key))
 
 
 def _i(doc: Mapping[str, str], key: str) -> int | None:
@@ -235,7 +230,7 @@ class NameStats:
             name=name,
             last_hour=_sum(buckets_5m),
             last_day=_sum(buckets_1h),
-            runtimes=sorted(float(v) / 1000 for v in runtimes_ms),
+            runtimes=sorted(ms / 1000 for v in runtimes_ms if (ms := _number(v)) is not None),
             last_success=_f(info, "last_success"),
             last_failure=_f(info, "last_failure"),
             last_error=_s(info, "last_error"),
@@ -254,9 +249,18 @@ class NameStats:
 def _sum(buckets: Sequence[Mapping[str, str]]) -> dict[str, int]:
     total: dict[str, int] = {}
     for bucket in buckets:
-        for key, value in bucket.items():
-            total[key] = total.get(key, 0) + int(value)
+        for key in bucket:
+            n = _f(bucket, key)
+            total[key] = total.get(key, 0) + (int(n) if n is not None else 0)
     return {key: n for key, n in total.items() if n}
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """How far the store's silence can be trusted (Redis server times, None: never)."""
+
+    pulse: float | None = None  # the last snapshot any worker wrote
+    outage: float | None = None  # when snapshots resumed after a gap (or silence was noticed)
 
 
 @dataclass(frozen=True)
@@ -304,6 +308,17 @@ class Finding:
             "total": self.run.total,
             "deliveries": self.run.deliveries,
         }
+
+
+def _number(raw: object) -> float | None:
+    """A finite float, or None: a record written by a task is hostile input ("nan", "inf")."""
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _json_map(raw: str | None) -> dict[str, Any]:

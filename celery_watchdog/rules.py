@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from .config import TaskPolicy
-from .records import Run, Verdict
+from .records import Evidence, Run, Verdict
 
 OK = Verdict("ok")
 
@@ -158,6 +158,29 @@ def deadline(
     return max(started, floor) + policy.heartbeat_timeout
 
 
+def doubt(
+    evidence: Evidence, now: float, *, snapshot_interval: float, flush_interval: float
+) -> str | None:
+    """Why silence in the store is not (yet) evidence of death or of a stall, or None.
+
+    Absence of evidence is not death: after the store was out (frozen, down, full, failed
+    over), workers get one snapshot lifetime (and their flushers two intervals) to report
+    again before any run is judged lost or stuck. Every worker silent at once is read the same
+    way until that grace has passed since it was first noticed.
+    """
+    grace = 3 * snapshot_interval + 2 * flush_interval + 1
+    stale = 1.5 * snapshot_interval + 1
+    pulse, outage = evidence.pulse, evidence.outage
+    if outage is not None and now - outage < grace:
+        return (
+            f"the watchdog's Redis was unreachable to workers until {_ago(now - outage)} ago: "
+            f"they get {_ago(grace)} to report again"
+        )
+    if (pulse is None or now - pulse > stale) and (outage is None or outage < (pulse or 0)):
+        return "no worker has written a snapshot lately: the store may have been unreachable"
+    return None
+
+
 def health(
     run: Run,
     policy: TaskPolicy,
@@ -166,10 +189,15 @@ def health(
     worker_alive: bool = True,
     copies: int = 1,
     learned: Budgets | None = None,
+    doubtful: bool = False,
 ) -> Verdict:
-    """The one verdict a person sees for a run: the most serious rule that fires, else ok."""
+    """The one verdict a person sees for a run: the most serious rule that fires, else ok.
+
+    ``doubtful`` (see :func:`doubt`): silence proves nothing now, so a missing snapshot is not
+    death and missing heartbeats are not a stall (both are judged once the grace is over).
+    """
     policy = with_budgets(policy, learned)
-    verdict = lost(run, policy, now, worker_alive)
+    verdict = lost(run, policy, now, worker_alive or doubtful)
     if verdict:
         return verdict
     if not run.running and run.verdict:
@@ -177,6 +205,8 @@ def health(
     if run.running and copies > 1:
         return Verdict("duplicate", f"the same task id is running {copies} times at once")
     for rule in _ORDERED:
+        if doubtful and rule is stuck:
+            continue
         verdict = rule(run, policy, now)
         if verdict:
             return verdict

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from celery import signals
 from celery.exceptions import WorkerLostError
 
+from . import faults
 from .activation import for_app
 from .config import TaskPolicy
 from .handle import RunHandle
@@ -55,8 +56,8 @@ def _guarded(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> None:
         try:
             fn(*args, **kwargs)
-        except Exception:  # a watchdog bug must never reach the watched task
-            logger.debug("celery_watchdog: %s failed", fn.__name__, exc_info=True)
+        except Exception as exc:  # a watchdog bug must never reach the watched task
+            faults.report("receiver", exc, f"{fn.__name__}: {faults.describe(exc)}")
 
     return wrapper  # type: ignore[return-value]
 
@@ -193,14 +194,18 @@ def on_process_init(**_: Any) -> None:
         for signal, receiver in ((signals.task_prerun, on_task_prerun),
                                  (signals.task_postrun, on_task_postrun)):  # fmt: skip
             signal.disconnect(receiver, dispatch_uid=f"celery_watchdog.{receiver.__name__}")
-    except Exception:
-        logger.debug("celery_watchdog: tracers not wrapped; signals record runs", exc_info=True)
+    except Exception as exc:
+        faults.report("tracer", exc, f"tracers not wrapped, signals record runs: {exc}")
 
 
 def _describe(exc: BaseException | None) -> str:
     if exc is None:
         return ""
-    return f"{type(exc).__name__}: {exc}"
+    try:
+        message = str(exc)
+    except Exception:  # an exception whose __str__ raises is still an exception to record
+        message = "<str() of the exception failed>"
+    return f"{type(exc).__name__}: {message}"
 
 
 @_guarded
@@ -214,7 +219,7 @@ def on_task_failure(
         handle.error = {"exception": _describe(exception), "traceback": traceback or ""}
         return
     wd = for_app(getattr(sender, "app", None))
-    if wd is None:
+    if wd is None or _ours(getattr(sender, "name", None)):
         return
     lost = isinstance(exception, WorkerLostError)
     wd.recorder.add(
@@ -246,8 +251,9 @@ def on_task_revoked(
     expired: bool = False, **_: Any,
 ) -> None:  # fmt: skip
     wd = for_app(getattr(sender, "app", None) or getattr(request, "_app", None))
-    if wd is None or request is None:
-        return
+    name = getattr(sender, "name", None) or str(getattr(request, "task", ""))
+    if wd is None or request is None or _ours(name):
+        return  # an expired or revoked check of our own leaves no row in `tasks`
     if expired:
         why = "expired before it ran"
     elif terminated:
@@ -259,7 +265,7 @@ def on_task_revoked(
             "kind": "end",
             # ``request`` is a Request or (terminate) the task's Context: both have id/hostname.
             "id": request.id,
-            "name": getattr(sender, "name", None) or str(getattr(request, "task", "")),
+            "name": name,
             "worker": getattr(request, "hostname", None) or _main_hostname(wd, sender),
             "pid": "*",
             "authoritative": True,

@@ -14,6 +14,8 @@ from typing import Any
 
 from celery import Task
 
+from . import storable
+from .config import validate_timeout
 from .handle import monotonic
 from .signals import current_handle
 
@@ -54,6 +56,12 @@ class WatchedTask(Task):
             return
         now = monotonic()
         handle.last_heartbeat = now
+        # A counter a task computes is hostile input: NaN never equals itself (endless
+        # "progress"), inf or a float breaks readers. Plain ints pass at the cost of one check.
+        if processed is not None and type(processed) is not int:
+            processed = storable.count(processed)
+        if total is not None and type(total) is not int:
+            total = storable.count(total)
         if processed is not None and processed != handle.processed:
             handle.processed = processed
             handle.last_progress = now
@@ -73,6 +81,8 @@ class WatchedTask(Task):
     @contextmanager
     def step(self, name: str, timeout: float | None = None) -> Iterator[None]:
         """Mark a named phase; ``timeout`` is this step's own budget (seconds)."""
+        if timeout is not None:  # a bad budget is the task's bug: say so where it is given
+            timeout = validate_timeout(f"{self.name}: step({name!r}, timeout=)", timeout)
         handle = current_handle()
         if handle is None:
             yield

@@ -20,11 +20,13 @@ import celery
 from celery import bootsteps
 from celery.worker import state as worker_state
 
-from . import activation, diagnosis, rules
+from . import activation, diagnosis, faults, redis_errors, rules
+from .config import mask_url
 from .procfs import cpu_seconds, pid_alive
 from .store import RUNNING_TTL
 
 logger = logging.getLogger("celery_watchdog")
+RETRY = 0.5  # seconds between snapshot attempts while Redis is failing
 
 
 class Reporter:
@@ -44,6 +46,7 @@ class Reporter:
         self._alerting: threading.Thread | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._reported_once = False
 
     def start(self) -> None:
         self.wd.recorder.hostname = self.hostname
@@ -60,20 +63,37 @@ class Reporter:
         self._write(online=False)
 
     def _loop(self) -> None:
+        failing = False
         while not self._stop.is_set():
             try:
                 self.report()
-            except Exception:  # keep reporting; never take the worker down
-                logger.debug("celery_watchdog: snapshot failed", exc_info=True)
-            self._stop.wait(self.interval)
+                if failing:
+                    logger.warning("celery_watchdog: Redis at %s is reachable again",
+                                   mask_url(self.wd.settings.redis_url or ""))  # fmt: skip
+                failing = False
+            except Exception as exc:  # keep reporting; never take the worker down
+                if not self._reported_once:  # once, at start-up: the worker still starts
+                    self._reported_once = True
+                    logger.error(
+                        "celery_watchdog: cannot use its Redis: %s. Tasks run, but the watchdog "
+                        "records nothing until Redis is usable.",
+                        redis_errors.describe(exc, self.wd.settings.redis_url),
+                    )  # fmt: skip
+                else:
+                    faults.report("snapshot", exc, redis_errors.describe(exc))
+                failing = True
+            self._reported_once = True
+            # After a failure, try again soon: until this worker's snapshot is back, the
+            # monitor has to wait (and its runs look unaccounted for).
+            self._stop.wait(min(self.interval, RETRY) if failing else self.interval)
 
     def report(self) -> None:
-        self._check_blind()
         requests = list(worker_state.active_requests)
         self._save_messages(requests)
         self._record_vanished(requests)
         self._reap_dead_children()
         self._write(online=True, requests=requests)
+        self._check_blind()
 
     def _check_blind(self) -> None:
         """Say so when nobody is watching: no monitor pass for 3 check intervals."""
@@ -82,7 +102,8 @@ class Reporter:
         store = self.wd.recorder.store
         last = store.last_pass()
         now = store.now()
-        self.blind = blindness(last, now, self.wd.settings.check_interval)
+        outage = store.evidence().outage
+        self.blind = blindness(last, now, self.wd.settings.check_interval, outage)
         if self.blind and last and time.monotonic() - self._blind_logged > 300:
             self._blind_logged = time.monotonic()
             logger.error("celery_watchdog is BLIND: %s", self.blind)
@@ -188,8 +209,10 @@ class Reporter:
 
     def _write(self, online: bool, requests: list[Any] | None = None) -> None:
         snapshot = self.snapshot(requests or [])
+        # Every worker silent longer than this means the store was out, not the workers.
+        gap = 1.5 * self.interval + 1
         self.wd.recorder.store.write_snapshot(
-            self.hostname, snapshot, ttl=3 * self.interval, online=online
+            self.hostname, snapshot, ttl=3 * self.interval, online=online, gap=gap
         )
 
     def snapshot(self, requests: list[Any]) -> dict[str, Any]:
@@ -296,8 +319,8 @@ def original_message(request: Any) -> dict[str, Any] | None:
             "routing_key": delivery.get("routing_key"),
             "priority": delivery.get("priority"),
         }
-    except Exception:  # an odd message must not stop the snapshot
-        logger.debug("celery_watchdog: cannot keep message of %s", request.id, exc_info=True)
+    except Exception as exc:  # an odd message must not stop the snapshot
+        faults.report("snapshot", exc, f"cannot keep the message of {request.id}: {exc}")
         return None
 
 
@@ -336,8 +359,8 @@ class WatchdogStep(bootsteps.StartStopStep):
         if self.reporter is not None:
             try:
                 self.reporter.stop()
-            except Exception:
-                logger.debug("celery_watchdog: final snapshot failed", exc_info=True)
+            except Exception as exc:
+                faults.report("snapshot", exc, f"final snapshot failed: {exc}")
 
     shutdown = terminate = stop  # warm and cold shutdowns both end the reporter
 

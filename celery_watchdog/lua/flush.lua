@@ -17,7 +17,11 @@
 --   {p}:s1h:{name}:{bucket} HASH outcome counts per hour         TTL 25 hours
 --   {p}:rt:{name}          LIST  last 1000 runtimes (ms)         TTL 7 days, capped
 --   {p}:cancel:{id}        STRING cancel flag (read only here)
---   {p}:msg:{id}           STRING original message of a long run (deleted when its runs end)
+--   {p}:msg:{id}           STRING original message of a long run (deleted when its runs end,
+--                                 kept 1 day after a lost or revoked end: the monitor reads it)
+--   {p}:faults:{worker}:{b} HASH  the watchdog's own errors by kind per 5 minutes TTL 65 min
+--   {p}:faultlast:{worker} HASH  kind -> JSON {at, text, pid} of the last one   TTL 1 day
+--   {p}:faulty             ZSET  worker -> last error report; entries older than 1 day trimmed
 --   {p}:host:{worker}      SET   runkeys open on one worker       TTL running_ttl
 --   {p}:budgets            HASH  task name -> "soft,hard" learned by the monitor (read only)
 --   {p}:lost               ZSET  runkey -> ended-as-lost at; the monitor pops it (capped)
@@ -110,6 +114,18 @@ local function apply(e)
     for _, r in ipairs(e.runtimes) do rts[#rts + 1] = string.format('%.1f', r * 1000) end
     runtimes[e.name] = rts
     names_seen[e.name] = now
+  elseif e.kind == 'faults' then
+    -- The watchdog's own errors in one process: counts per 5 minutes, the last of each kind.
+    local fk = p .. ':faults:' .. e.worker .. ':' .. math.floor(now / 300)
+    local lk = p .. ':faultlast:' .. e.worker
+    for kind, n in pairs(e.counts) do redis.call('HINCRBY', fk, kind, n) end
+    redis.call('EXPIRE', fk, 3900)
+    for kind, l in pairs(e.last) do
+      redis.call('HSET', lk, kind, cjson.encode({at = at(l.age), text = l.text, pid = e.pid}))
+    end
+    redis.call('EXPIRE', lk, 86400)
+    redis.call('ZADD', p .. ':faulty', now, e.worker)
+    redis.call('ZREMRANGEBYSCORE', p .. ':faulty', '-inf', now - 86400)
   elseif e.kind == 'redeliv' then
     -- A worker's main process saw this message come back (a child or worker died, a
     -- visibility timeout): it was delivered at least once before.
@@ -240,7 +256,13 @@ local function apply(e)
       -- Another run of this id is still going (a redelivery, a duplicate): the task document
       -- shows that one; this end only counts.
       if redis.call('SCARD', p .. ':runs:' .. e.id) == 0 then
-        redis.call('DEL', p .. ':msg:' .. e.id)
+        if e.outcome == 'lost' or e.outcome == 'revoked' then
+          -- The monitor has yet to decide (requeue, dead-letter): it reads the original
+          -- message, then deletes it. Kept a day at most, whoever never decides.
+          redis.call('EXPIRE', p .. ':msg:' .. e.id, 86400)
+        else
+          redis.call('DEL', p .. ':msg:' .. e.id)
+        end
         local fields = message_fields(e)
         fields.name, fields.state, fields.worker, fields.uuid = e.name, e.state, e.worker, e.id
         fields.runtime, fields.exception, fields.traceback = runtime, e.exception, e.traceback

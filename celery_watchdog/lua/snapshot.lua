@@ -7,6 +7,8 @@
 -- ARGV[4]  TTL in seconds (~3 snapshot intervals): an expired snapshot means the worker is gone
 -- ARGV[5]  running TTL: keys of the active runs are kept alive while their worker reports them
 -- ARGV[6]  "online" | "offline"
+-- ARGV[7]  gap: seconds without any worker's snapshot after which the store itself was out
+--          (frozen, down, full) rather than the workers: evidence is doubtful for a while
 -- Keys ({p} = prefix):
 --   {p}:worker:{hostname}  HASH {ts, data, state}   TTL ARGV[4] (offline: kept 1 day for display)
 --   {p}:workers            ZSET hostname -> last seen; entries older than 1 day are trimmed
@@ -15,16 +17,28 @@
 --                          a prefork child that has not reported a run it has been running
 --                          for a while (its flusher thread starved: C code holding the GIL)
 --                          gets one written here, from what the main process knows
+--   {p}:pulse              STRING the server time of the last snapshot of any worker  TTL 1 day
+--   {p}:outage             STRING the server time snapshots resumed after a gap       TTL 1 day
+--                          (the monitor judges no run lost or stuck for a grace after it)
 --   {p}:cpu:{hostname}     HASH "{task id}|{pid}" -> CPU % of the child running it, rewritten
 --                          each snapshot, TTL ARGV[4]: the monitor reads the few it needs
 -- Returns: the server time (seconds, as a string).
 
 local p, host, data, ttl, running_ttl, state = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]),
   tonumber(ARGV[5]), ARGV[6]
+local gap = tonumber(ARGV[7])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local stamp = string.format('%.6f', now)
+-- Healthy workers snapshot every few seconds: silence from all of them longer than the gap
+-- means nobody could write (a frozen or full Redis, a failover), not that everyone died.
+local pulse = tonumber(redis.call('GET', p .. ':pulse') or '')
+if gap and (not pulse or now - pulse > gap) then
+  redis.call('SET', p .. ':outage', stamp, 'EX', 86400)
+end
+redis.call('SET', p .. ':pulse', stamp, 'EX', 86400)
 local wk = p .. ':worker:' .. host
-redis.call('HSET', wk, 'ts', string.format('%.6f', now), 'data', data, 'state', state)
+redis.call('HSET', wk, 'ts', stamp, 'data', data, 'state', state)
 if state == 'offline' then
   redis.call('EXPIRE', wk, 86400)
 else
@@ -71,4 +85,4 @@ for _, r in ipairs(snap.active) do
   redis.call('EXPIRE', p .. ':task:' .. r.id, running_ttl)
   redis.call('EXPIRE', p .. ':runs:' .. r.id, running_ttl)
 end
-return string.format('%.6f', now)
+return stamp

@@ -37,6 +37,11 @@ class DeadLetterStore:
             pipe.set(f"{self.p}:msg:{task_id}", json.dumps(doc, default=str), nx=True, ex=ttl)
         pipe.execute()
 
+    def forget_messages(self, task_ids: list[str]) -> None:
+        """The monitor decided what to do with these runs: their saved messages can go."""
+        if task_ids:
+            self.r.delete(*(f"{self.p}:msg:{task_id}" for task_id in task_ids))
+
     def message(self, task_id: str) -> dict[str, Any] | None:
         raw = self.r.get(f"{self.p}:msg:{task_id}")
         return json.loads(raw) if raw else None

@@ -9,6 +9,8 @@ Keys ({p} = prefix):
                          when handled, and capped by the running runs it refers to
   {p}:terminfo           HASH runkey -> JSON {task_id, worker}
   {p}:monitor            HASH the last completed pass {at, duration, due, findings, host}; TTL 7 d
+  {p}:pass:started       STRING server time the last beat-sent pass started; TTL 1 day
+  {p}:pass:lock          STRING held while a beat-sent pass runs; TTL a few intervals
   {p}:budgets            HASH task name -> "soft,hard" learned from history; TTL 1 day
   {p}:cpu:{worker}       HASH "{id}|{pid}" -> CPU % (written by snapshot.lua)
 """
@@ -27,6 +29,15 @@ _RESCHEDULE = (Path(__file__).resolve().parent.parent / "lua" / "reschedule.lua"
 # Only an existing task document gets the verdict: a new key would have no TTL.
 _MARK = """if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('HSET', KEYS[1], 'verdict', ARGV[1], 'verdict_reason', ARGV[2]) end"""
+_BEGIN_PASS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local started = tonumber(redis.call('GET', KEYS[1]) or '')
+if started and now - started < tonumber(ARGV[1]) then return 0 end
+if not redis.call('SET', KEYS[2], now, 'NX', 'EX', tonumber(ARGV[2])) then return 0 end
+redis.call('SET', KEYS[1], now, 'EX', 86400)
+return 1
+"""
 CLAIM_TTL = 86400
 CANCEL_TTL = 3600
 
@@ -155,6 +166,14 @@ class MonitorStore(RunStore):
             pipe.zrem(f"{self.p}:terminating", *runkeys)
             pipe.hdel(f"{self.p}:terminfo", *runkeys)
             pipe.execute()
+
+    def begin_pass(self, min_gap: float, ttl: float) -> bool:
+        """Claim the next pass: False while one runs or one started less than ``min_gap`` ago."""
+        keys = [f"{self.p}:pass:started", f"{self.p}:pass:lock"]
+        return bool(self.r.eval(_BEGIN_PASS, 2, *keys, repr(min_gap), int(ttl)))
+
+    def end_pass(self) -> None:
+        self.r.delete(f"{self.p}:pass:lock")
 
     def record_pass(self, doc: Mapping[str, Any]) -> None:
         key = f"{self.p}:monitor"

@@ -15,7 +15,8 @@ from typing import Any, NamedTuple
 
 import redis
 
-from ..records import NameStats, Run, WorkerInfo
+from .. import faults
+from ..records import Evidence, NameStats, Run, WorkerInfo
 
 _LUA = Path(__file__).resolve().parent.parent / "lua"
 RUNNING_TTL = 7 * 86400  # a run's keys outlive any sane task; the snapshot keeps them alive
@@ -56,6 +57,7 @@ class RunStore:
         # Typed loosely: redis-py's stubs cannot express decode_responses=True (str replies).
         self.r: Any = client
         self.p = prefix
+        self.unreadable = 0  # records skipped by readers since the caller last reset it
         self._flush = client.register_script((_LUA / "flush.lua").read_text())
         self._snapshot = client.register_script((_LUA / "snapshot.lua").read_text())
 
@@ -80,11 +82,25 @@ class RunStore:
         return Written(list(cancelled), list(rejected))
 
     def write_snapshot(
-        self, hostname: str, snapshot: dict[str, Any], ttl: float, online: bool
-    ) -> float:
+        self, hostname: str, snapshot: dict[str, Any], ttl: float, online: bool,
+        gap: float | None = None,
+    ) -> float:  # fmt: skip
+        """Write a worker's snapshot; ``gap``: silence of every worker that means an outage."""
         data = json.dumps(snapshot, default=str, separators=(",", ":"))
         state = "online" if online else "offline"
-        return float(self._snapshot(args=[self.p, hostname, data, ttl, RUNNING_TTL, state]))
+        args: list[str | float] = [self.p, hostname, data, ttl, RUNNING_TTL, state,
+                                   "" if gap is None else gap]
+        return float(self._snapshot(args=args))
+
+    def evidence(self) -> Evidence:
+        """When any worker last wrote a snapshot, and when snapshots last resumed after a gap."""
+        pulse, outage = self.r.mget(f"{self.p}:pulse", f"{self.p}:outage")
+        return Evidence(_float(pulse), _float(outage))
+
+    def note_silence(self, now: float) -> None:
+        """The monitor found every worker silent: evidence is doubtful from ``now`` (first
+        notice only; the outage mark moves only when snapshots resume or silence is new)."""
+        self.r.eval(_NOTE_SILENCE, 0, f"{self.p}:pulse", f"{self.p}:outage", repr(now))
 
     def now(self) -> float:
         """The one clock: the Redis server's."""
@@ -107,12 +123,27 @@ class RunStore:
         for i, (runkey, deadline) in enumerate(keys):
             run_doc, task_doc = replies[2 * i], replies[2 * i + 1]
             if run_doc:
-                runs.append(Run.from_docs(task_doc, run_doc, deadline=deadline))
+                run = self._readable(task_doc, run_doc, deadline, runkey)
+                if run is not None:
+                    runs.append(run)
             else:
                 stale.append(runkey)  # its keys expired (worker gone for days): forget it
         if stale and forget_stale:
             self.r.zrem(f"{self.p}:running", *stale)
         return runs
+
+    def _readable(
+        self, task_doc: dict[str, str], run_doc: dict[str, str], deadline: float | None,
+        what: str,
+    ) -> Run | None:  # fmt: skip
+        """A record as a Run, or None (counted, reported) when it cannot be read: one bad
+        record must never stop a pass or a command."""
+        try:
+            return Run.from_docs(task_doc, run_doc, deadline=deadline)
+        except Exception as exc:
+            self.unreadable += 1
+            faults.report("record", exc, f"cannot read the record of {what}: {exc}")
+            return None
 
     def open_runs_of(self, hostname: str, pid: int) -> list[tuple[str, str]]:
         """(task id, name) of runs still open for one child process (its buffer may be lost)."""
@@ -129,7 +160,9 @@ class RunStore:
         pipe = self.r.pipeline(transaction=False)
         for task_id in ids:
             pipe.hgetall(f"{self.p}:task:{task_id}")
-        return [Run.from_docs(doc, {}) for doc in pipe.execute() if doc]
+        found = [self._readable(doc, {}, None, task_id)
+                 for task_id, doc in zip(ids, pipe.execute(), strict=True) if doc]  # fmt: skip
+        return [run for run in found if run is not None]
 
     def task(self, task_id: str) -> list[Run]:
         """Every known run of one task id: the running ones, else its last record."""
@@ -140,13 +173,15 @@ class RunStore:
             pipe.hgetall(f"{self.p}:run:{runkey}")
             pipe.zscore(f"{self.p}:running", runkey)
         task_doc, *rest = pipe.execute()
-        runs = [
-            Run.from_docs(task_doc, rest[2 * i], deadline=rest[2 * i + 1])
+        found = [
+            self._readable(task_doc, rest[2 * i], rest[2 * i + 1], runkeys[i])
             for i in range(len(runkeys))
             if rest[2 * i]
         ]
+        runs = [run for run in found if run is not None]
         if not runs and task_doc:
-            runs.append(Run.from_docs(task_doc, {}))
+            last = self._readable(task_doc, {}, None, task_id)
+            runs += [last] if last is not None else []
         return runs
 
     def find_task_ids(self, prefix: str, limit: int = 10) -> list[str]:
@@ -191,6 +226,20 @@ class RunStore:
             chunk = replies[i * per : (i + 1) * per]
             out[name] = NameStats.from_replies(name, chunk[:12], chunk[12:36], chunk[36], chunk[37])
         return out
+
+
+_NOTE_SILENCE = """
+local pulse = tonumber(redis.call('GET', ARGV[1]) or '') or 0
+local outage = tonumber(redis.call('GET', ARGV[2]) or '') or 0
+if outage < pulse or outage == 0 then redis.call('SET', ARGV[2], ARGV[3], 'EX', 86400) end
+"""
+
+
+def _float(raw: str | None) -> float | None:
+    try:
+        return float(raw) if raw else None
+    except ValueError:
+        return None
 
 
 def glob_escape(text: str) -> str:
