@@ -6,10 +6,34 @@ the HTTP page and alerts can render the same facts the same way. No dependency b
 
 from __future__ import annotations
 
+import math
+import re
 import time
 from collections.abc import Sequence
+from typing import Any
 
 NONE = "-"
+
+# What a terminal acts on instead of printing: C0 controls but newline and tab, DEL, C1
+# (0x9b is a one-byte CSI), the bidi overrides and isolates that reorder what follows (the
+# "Trojan Source" characters), and lone surrogates (no terminal or encoder takes them).
+_UNSAFE = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
+)
+_NAMED = {"\r": "\\r", "\x0b": "\\v", "\x0c": "\\f"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def printable(text: object) -> str:
+    """``text`` with every character a terminal would act on shown as an escape (``\\x1b``,
+    ``\\u202e``); newlines and tabs stay. Safe to print whatever a task put in it."""
+    line = text if isinstance(text, str) else str(text)
+    return _UNSAFE.sub(_escape, line)
 
 
 def duration(seconds: float | None) -> str:
@@ -80,16 +104,19 @@ def percent(rate: float | None) -> str:
 
 
 def cut(text: object, width: int) -> str:
-    """One line, at most ``width`` characters (an ellipsis marks the cut)."""
+    """One printable line, at most ``width`` characters (an ellipsis marks the cut)."""
     if text is None:
         return NONE
-    line = " ".join(str(text).split())
+    line = printable(" ".join(str(text).split()))
     return line if len(line) <= width else line[: max(0, width - 1)] + "…"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], gap: int = 2) -> str:
     """Left-aligned columns, each as wide as its widest cell; the last column is not padded."""
-    cells = [[str(h) for h in headers], *[[NONE if c is None else str(c) for c in r] for r in rows]]
+    cells = [
+        [printable(h) for h in headers],
+        *[[NONE if c is None else printable(c) for c in r] for r in rows],
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     sep = " " * gap
     lines = []
@@ -101,7 +128,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], gap: int = 2
 
 def fields(pairs: Sequence[tuple[str, object]]) -> str:
     """A key/value block (``task ID``): labels aligned, empty values left out."""
-    shown = [(k, str(v)) for k, v in pairs if v not in (None, "")]
+    shown = [(k, printable(v)) for k, v in pairs if v not in (None, "")]
     width = max((len(k) for k, _ in shown), default=0)
     lines = []
     for key, value in shown:
@@ -112,17 +139,36 @@ def fields(pairs: Sequence[tuple[str, object]]) -> str:
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+MAX_DURATION = 10 * 365 * 86400.0  # ten years: anything longer is a typo, or "forever"
 
 
 def parse_duration(text: str) -> float:
-    """``"30m"`` -> 1800.0; units s, m, h, d, w; a bare number is seconds. ValueError if bad."""
+    """``"30m"`` -> 1800.0; units s, m, h, d, w; a bare number is seconds. ValueError if bad
+    (not a number, ``inf`` or ``nan``, zero or less, or more than ten years)."""
     value = text.strip().lower()
     unit = value[-1:] if value[-1:] in _UNITS else "s"
     number = value[:-1] if value[-1:] in _UNITS else value
+    shown = printable(repr(text))
     try:
         seconds = float(number) * _UNITS[unit]
     except ValueError:
-        raise ValueError(f"{text!r} is not a duration: expected e.g. 90s, 30m, 2h or 1d") from None
+        raise ValueError(f"{shown} is not a duration: expected e.g. 90s, 30m, 2h or 1d") from None
+    if not math.isfinite(seconds):
+        raise ValueError(f"{shown} is not a duration: expected a finite number, e.g. 30m or 2h")
     if not seconds > 0:
-        raise ValueError(f"{text!r} is not a duration: it must be more than zero")
+        raise ValueError(f"{shown} is not a duration: it must be more than zero")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"{shown} is too long: at most 10 years (3650d)")
     return seconds
+
+
+def finite(doc: Any) -> Any:
+    """``doc`` with every NaN or infinite float (nested too) replaced by None: what JSON can
+    carry. ``json.dumps`` would write ``Infinity``/``NaN``, which other parsers reject."""
+    if isinstance(doc, float):
+        return doc if math.isfinite(doc) else None
+    if isinstance(doc, dict):
+        return {k: finite(v) for k, v in doc.items()}
+    if isinstance(doc, (list, tuple)):
+        return [finite(v) for v in doc]
+    return doc
