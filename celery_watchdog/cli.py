@@ -3,8 +3,9 @@
 Celery loads CLI plugins before it parses ``-A`` (DESIGN §4), so nothing here imports or
 builds the user's app at import time: the app is ``ctx.obj.app`` when a command runs.
 Read commands print aligned text for people, or with ``--json`` the Flower-shaped documents
-of :mod:`.views`. Errors a person can fix (a bad setting, Redis unreachable, an unknown task
-id) print one line and exit non-zero; never a traceback.
+of :mod:`.views`. Errors a person can fix (a bad setting, Redis unreachable, refusing the
+password, full or read-only, an unknown task id) print one line saying what to do and exit
+non-zero; never a traceback. No URL is printed with its password.
 
 Other command modules add their commands to :data:`watchdog` and open the runtime with
 :func:`open_session`, which gives them the same error handling.
@@ -18,15 +19,14 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import click
 import redis
 from celery.bin.base import CeleryCommand, CeleryOption
 
-from . import render, views
+from . import redis_errors, render, views
 from .activation import Watchdog, install
-from .config import ConfigError
+from .config import ConfigError, mask_url
 from .store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -47,16 +47,7 @@ class WatchdogError(click.ClickException):
 class Session:
     wd: Watchdog
     store: Store
-    url: str
-
-
-def safe_url(url: str) -> str:
-    """The URL without its password (it is printed in errors)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    url: str  # masked: safe to print
 
 
 @contextlib.contextmanager
@@ -92,13 +83,18 @@ def open_session(ctx: click.Context) -> Session:
         wd.validate_tasks()
     except ConfigError as exc:
         hint = "" if app.main not in (None, "default") else " (did you pass -A proj?)"
-        raise WatchdogError(f"invalid configuration: {exc}{hint}", EXIT_USAGE) from exc
+        raise config_error(exc, hint) from exc
     except ImportError as exc:
         raise WatchdogError(f"cannot import the app's task modules: {exc}", EXIT_USAGE) from exc
     assert wd.settings.redis_url is not None  # Watchdog() refuses to exist without one
-    session = Session(wd, wd.store(), safe_url(wd.settings.redis_url))
+    session = Session(wd, wd.store(), mask_url(wd.settings.redis_url))
     root.meta["celery_watchdog.session"] = session
     return session
+
+
+def config_error(exc: ConfigError, hint: str = "") -> WatchdogError:
+    """ConfigError's text is already one line, masked and cut (see config.ConfigError)."""
+    return WatchdogError(f"invalid configuration: {exc}{hint}", EXIT_USAGE)
 
 
 class WatchdogCommand(CeleryCommand):
@@ -109,11 +105,13 @@ class WatchdogCommand(CeleryCommand):
             return super().invoke(ctx)
         except views.TaskLookupError as exc:
             raise WatchdogError(exc.message) from exc
+        except ConfigError as exc:  # e.g. a task's options, resolved on first use
+            raise config_error(exc) from exc
         except redis.RedisError as exc:
-            session = ctx.find_root().meta.get("celery_watchdog.session")
-            where = session.url if session else "watchdog_redis_url"
-            reason = " ".join(str(exc).split()) or type(exc).__name__
-            raise WatchdogError(f"cannot reach Redis at {where}: {reason}", EXIT_USAGE) from exc
+            session: Session | None = ctx.find_root().meta.get("celery_watchdog.session")
+            # session.url is already masked; describe() masks again, harmlessly.
+            message = redis_errors.describe(exc, session.url if session else None)
+            raise WatchdogError(message, EXIT_USAGE) from exc
 
 
 def json_option(fn: F) -> F:

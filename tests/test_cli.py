@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from celery import Celery
 
 from celery_watchdog import WatchedTask, install, views
@@ -251,8 +252,79 @@ def test_a_bad_task_option_exits_2_naming_the_task(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert out.stderr.strip() == (
         "Error: invalid configuration: badopts.t.heartbeat_timeout=-5 is not valid: "
-        "expected a number of seconds > 0"
+        "expected a number of seconds between 0.1 and 2592000 (30 days), or a duration such as "
+        "'30s', '5m', '2h'"
     )
+
+
+def one_line_error(out: subprocess.CompletedProcess[str]) -> str:
+    """The whole of a failed command's output: exit 2, one line on stderr, no traceback."""
+    assert out.returncode == 2, out.stderr
+    assert out.stdout == "" and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("Error: ")
+    return out.stderr.strip()
+
+
+def test_a_wrong_or_missing_redis_password_exits_2_naming_auth_not_reachability() -> None:
+    with RedisServer() as server:
+        admin = redis.Redis.from_url(server.url)
+        admin.config_set("requirepass", "s3cret")
+        wrong = server.url.replace("redis://", "redis://:wrong-pw@")
+        masked = server.url.replace("redis://", "redis://:***@")
+        assert one_line_error(celery("status", redis_url=wrong)) == (
+            f"Error: Redis at {masked} refused the password (AuthenticationError): "
+            "check watchdog_redis_url"
+        )
+        assert one_line_error(celery("tasks", redis_url=server.url)) == (
+            f"Error: Redis at {server.url} requires a password (AuthenticationError): "
+            "add it to watchdog_redis_url"
+        )
+        admin.close()
+
+
+def test_a_full_redis_makes_check_say_out_of_memory_not_unreachable() -> None:
+    with RedisServer() as server:
+        admin = redis.Redis.from_url(server.url)
+        admin.set("ballast", "x" * 3_000_000)
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", "1mb")
+        admin.close()
+        assert one_line_error(celery("check", redis_url=server.url)) == (
+            f"Error: Redis at {server.url} is out of memory (maxmemory reached): the watchdog "
+            "cannot write; free memory or raise maxmemory"
+        )
+
+
+def test_a_password_in_the_redis_urls_query_is_masked_too() -> None:
+    line = one_line_error(celery("status", redis_url="redis://127.0.0.1:1/0?password=s3cret"))
+    assert line.startswith("Error: cannot reach Redis at redis://127.0.0.1:1/0?password=***: ")
+    assert "s3cret" not in line
+
+
+def test_a_non_finite_setting_exits_2_in_one_line_with_the_range() -> None:
+    out = celery("status", redis_url="redis://127.0.0.1:1/0",
+                 conf={"watchdog_check_interval": float("inf")})  # fmt: skip
+    assert one_line_error(out) == (
+        "Error: invalid configuration: watchdog_check_interval=inf is not valid: expected a "
+        "number of seconds between 0.1 and 86400 (1 day), or a duration such as '30s', '5m', "
+        "'2h'"
+    )
+
+
+def test_a_bad_alert_channel_exits_2_without_any_channels_password_or_token() -> None:
+    channels = [
+        "smtp://ops:mailpass@mail.example.com?to=oncall@example.com",
+        "slack+https://hooks.slack.com/services/T000/B000/slacktoken123",
+        "smtp://admin:hunter2@broken.example.com",  # no ?to=: refused
+    ]
+    out = celery("status", redis_url="redis://127.0.0.1:1/0",
+                 conf={"watchdog_alert_channels": channels})  # fmt: skip
+    line = one_line_error(out)
+    assert line.startswith(
+        "Error: invalid configuration: watchdog_alert_channels[2]="
+        "'smtp://admin:***@broken.example.com' is not valid"
+    )
+    assert not [s for s in ("mailpass", "slacktoken123", "hunter2", "hooks.slack") if s in line]
 
 
 def test_a_disabled_watchdog_says_so_and_exits_2() -> None:
