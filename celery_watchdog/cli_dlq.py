@@ -26,6 +26,7 @@ from .cli import (
     open_session,
     watchdog,
 )
+from .humanize import finite
 
 
 def _task_option(help_text: str) -> Any:
@@ -59,7 +60,9 @@ def list_(ctx: click.Context, task: str | None, limit: int | None, as_json: bool
         echo_json({e.task_id: e.to_doc(session.wd.redactor) for e in shown})
     else:
         rows = limit or HUMAN_ROWS
-        click.echo(render_dlq.list_text(found[:rows], now, total=len(found)))
+        redactor = session.wd.redactor
+        shown = [e.scrubbed(redactor) for e in found[:rows]]
+        click.echo(render_dlq.list_text(shown, now, total=len(found)))
 
 
 @dlq.command(cls=WatchdogCommand)
@@ -74,8 +77,12 @@ def show(ctx: click.Context, entry_id: str, as_json: bool) -> None:
     entry = deadletters.get(session.store, task_id)
     if entry is None:  # expired between the lookup and the read
         raise WatchdogError(f"dead-letter entry {task_id!r} is no longer stored")
-    doc = entry.to_doc(session.wd.redactor)
-    echo_json(doc) if as_json else click.echo(render_dlq.show_text(entry, doc, now))
+    redactor = session.wd.redactor
+    doc = entry.to_doc(redactor)
+    if as_json:
+        echo_json(doc)
+    else:
+        click.echo(render_dlq.show_text(entry.scrubbed(redactor), doc, now))
 
 
 @dlq.command(cls=WatchdogCommand)
@@ -155,7 +162,7 @@ def replay(
         batch_size=batch, rate=rate, now=store.now(),
     )  # fmt: skip
     if as_json:
-        echo_json([r.to_doc() for r in results])
+        echo_json(finite([r.to_doc() for r in results]))
     elif results:
         click.echo(render_dlq.replay_text(results, dry_run))
     if not all(r.ok for r in results):

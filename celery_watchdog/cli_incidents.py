@@ -27,7 +27,7 @@ from .cli import (
     open_session,
     watchdog,
 )
-from .humanize import parse_duration
+from .humanize import finite, parse_duration, printable
 from .notify import router_of, send
 from .store import IncidentDoc, Store
 from .views import unique_id
@@ -72,7 +72,7 @@ def incidents(ctx: click.Context, show_all: bool, as_json: bool) -> None:
     found = session.store.recent_incidents(1000)
     shown = found if show_all else [i for i in found if i.active]
     if as_json:
-        echo_json({"incidents": [i.as_dict() for i in shown], "timestamp": now})
+        echo_json(finite({"incidents": [i.as_dict() for i in shown], "timestamp": now}))
     else:
         click.echo(render_incidents.list_text(shown, now, show_all=show_all))
 
@@ -95,8 +95,8 @@ def snooze(ctx: click.Context, incident_id: str, for_: str, note: str) -> None:
     """Pause an incident's reminders for DURATION (90s, 30m, 2h, 1d)."""
     try:
         seconds = parse_duration(for_)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="DURATION") from exc
+    except ValueError as exc:  # one line: the duration, and what is accepted
+        raise WatchdogError(f"cannot snooze: {exc}", EXIT_USAGE) from None
     _set(ctx, incident_id, "snoozed", note=note, seconds=seconds)
 
 
@@ -127,7 +127,7 @@ def resolve(ctx: click.Context, incident_id: str, note: str) -> None:
         raise WatchdogError(f"incident {incident.id} is already resolved")
     alerter = Alerter(session.wd, session.store, session.store.now())
     notices = alerter.resolve_by_hand(incident, note, _who())
-    click.echo(f"incident {incident.id} resolved")
+    click.echo(printable(f"incident {incident.id} resolved"))
     for line in render_incidents.deliveries(notices):
         click.echo(line)
 
@@ -148,10 +148,10 @@ def test_alert(ctx: click.Context, wanted: tuple[str, ...], as_json: bool) -> No
     notices = send(session.wd, session.store, [alert], channels=channels)
     results = [d for n in notices for d in n.deliveries]
     if as_json:
-        echo_json({"deliveries": [
+        echo_json(finite({"deliveries": [
             {"channel": d.channel, "ok": d.ok, "error": d.error, "attempts": d.attempts,
              "elapsed_ms": d.elapsed_ms} for d in results
-        ]})  # fmt: skip
+        ]}))  # fmt: skip
     else:
         for line in render_incidents.deliveries(notices):
             click.echo(line)
@@ -170,7 +170,7 @@ def _channels(wd: Any, wanted: tuple[str, ...]) -> list[Channel]:
             try:
                 match = [channel_from_url(want)]
             except ValueError as exc:
-                names = ", ".join(c.name for c in configured)
+                names = printable(", ".join(c.name for c in configured))
                 raise WatchdogError(f"{exc} (configured channels: {names})", EXIT_USAGE) from exc
         out.extend(match)
     return out

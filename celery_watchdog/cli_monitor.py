@@ -13,10 +13,12 @@ import click
 from celery.bin.base import CeleryOption
 
 from .cli import WatchdogCommand, echo_json, json_option, open_session, watchdog
+from .humanize import finite, printable
 from .monitor import PassReport, run_pass
 
 
 def _render(report: PassReport) -> str:
+    """The pass as lines; names, reasons and errors come from tasks: printed escaped."""
     lines = []
     if report.blind:
         lines.append(f"WATCHDOG WAS BLIND: {report.blind}")
@@ -39,7 +41,7 @@ def _render(report: PassReport) -> str:
             f"  alert {n.alert.severity} {incident.notice} {n.alert.kind} [incident "
             f"{incident.id}]: {n.alert.summary} -> {sent or 'no channel'}"
         )
-    return "\n".join(lines)
+    return printable("\n".join(lines))
 
 
 @watchdog.command(cls=WatchdogCommand)
@@ -49,7 +51,7 @@ def check(ctx: click.Context, as_json: bool) -> None:
     """Run one monitor pass: judge overdue runs, act once, print the findings."""
     session = open_session(ctx)
     report = run_pass(session.wd, session.store)
-    echo_json(report.as_dict()) if as_json else click.echo(_render(report))
+    echo_json(finite(report.as_dict())) if as_json else click.echo(_render(report))
     ctx.exit(1 if report.findings or report.blind else 0)
 
 
@@ -75,7 +77,7 @@ def monitor(ctx: click.Context, interval: float | None, passes: int, **_: Any) -
             if report.findings or report.blind or report.notices:
                 click.echo(_render(report))
         except Exception as exc:  # keep watching; a Redis blip must not end the loop
-            click.echo(f"pass failed: {exc}", err=True)
+            click.echo(printable(f"pass failed: {exc}"), err=True)
         done += 1
         if passes and done >= passes:
             break

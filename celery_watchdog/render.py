@@ -2,6 +2,9 @@
 
 Every renderer takes a document and the ``now`` it was built with (the Redis server's clock),
 so a relative time printed here is measured on the same clock as the facts it describes.
+Whatever a task controls (names, steps, errors, arguments) is printed with the characters a
+terminal would act on escaped: each cell through ``cut``/``table``/``fields``, and each whole
+text through ``printable`` once more, so a value formatted some other way cannot slip through.
 """
 
 from __future__ import annotations
@@ -10,7 +13,18 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from .humanize import NONE, ago, cut, duration, fields, percent, progress_bar, table, timestamp
+from .humanize import (
+    NONE,
+    ago,
+    cut,
+    duration,
+    fields,
+    percent,
+    printable,
+    progress_bar,
+    table,
+    timestamp,
+)
 
 SHORT_ID = 8  # like a short git hash: `watchdog task` accepts any unique prefix
 TASK_COLUMNS = ("ID", "NAME", "STATE", "HEALTH", "WORKER", "STARTED", "RUNTIME", "PROGRESS",
@@ -67,7 +81,7 @@ def tasks_text(doc: Mapping[str, Mapping[str, Any]], now: float, shown: int | No
     text = _tasks_summary(doc) + "\n\n" + table(TASK_COLUMNS, rows)
     if shown is not None and len(items) > shown:
         text += f"\n… {len(items) - shown} more; use --limit N or filters to see them."
-    return text
+    return printable(text)
 
 
 def _tasks_summary(doc: Mapping[str, Mapping[str, Any]]) -> str:
@@ -133,7 +147,7 @@ def task_text(task: Mapping[str, Any], now: float) -> str:
         ]  # fmt: skip
         text += f"\n\nRunning {len(runs)} times at once:\n"
         text += table(["WORKER", "PID", "HEALTH", "STARTED", "PROGRESS", "REASON"], rows)
-    return text
+    return printable(text)
 
 
 def _worker(hostname: str | None, pid: int | None) -> str | None:
@@ -171,7 +185,7 @@ def workers_text(doc: Mapping[str, Mapping[str, Any]], now: float) -> str:
         text += "\n\nActive tasks:\n" + table(
             ["ID", "NAME", "WORKER", "PID", "STARTED", "CPU", "ARGS"], active
         )
-    return text
+    return printable(text)
 
 
 def status_text(doc: Mapping[str, Any], now: float) -> str:
@@ -194,7 +208,7 @@ def status_text(doc: Mapping[str, Any], now: float) -> str:
                 f"{ch['delivered']} delivered)"
             )
     if not doc["tasks"]:
-        return head + "\n\nNo tasks recorded yet."
+        return printable(head + "\n\nNo tasks recorded yet.")
     rows = []
     for name, s in doc["tasks"].items():
         counts = s["health"]
@@ -211,4 +225,4 @@ def status_text(doc: Mapping[str, Any], now: float) -> str:
         ])  # fmt: skip
     headers = ["TASK", "RUNNING", "OK", "SLOW", "STUCK", "OTHER", "SUCCESS 1H", "SUCCESS 24H",
                "P95", "LAST SUCCESS", "LAST ERROR"]  # fmt: skip
-    return head + "\n\n" + table(headers, rows)
+    return printable(head + "\n\n" + table(headers, rows))

@@ -1,7 +1,8 @@
 """Human output of ``celery watchdog dlq …``: entries and replay results, as text.
 
 Like :mod:`.render`, every function takes the ``now`` its facts were read with (the Redis
-server's clock). Only redacted previews reach this module, never an entry's original message.
+server's clock). Only redacted previews reach this module, never an entry's original message;
+text an entry holds is printed with terminal controls escaped (``printable``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .dlq import DeadLetter, ReplayResult
-from .humanize import NONE, ago, cut, fields, progress_bar, table, timestamp
+from .humanize import NONE, ago, cut, fields, printable, progress_bar, table, timestamp
 from .render import SHORT_ID
 
 LIST_COLUMNS = ("ID", "NAME", "VERDICT", "DEAD-LETTERED", "DELIVERIES", "WORKER", "STATE",
@@ -43,7 +44,7 @@ def list_text(found: Sequence[DeadLetter], now: float, total: int | None = None)
     text = head + "\n\n" + table(LIST_COLUMNS, rows)
     if total is not None and total > len(found):
         text += f"\n… {total - len(found)} more; use --limit N or --task NAME to see them."
-    return text
+    return printable(text)
 
 
 def show_text(entry: DeadLetter, doc: Mapping[str, Any], now: float) -> str:
@@ -81,7 +82,7 @@ def show_text(entry: DeadLetter, doc: Mapping[str, Any], now: float) -> str:
         ("Links", ", ".join(f"{k}: {' | '.join(v)}" for k, v in links.items() if v) or None),
         ("Audit", "\n".join(_audit_line(a) for a in entry.audit) or None),
     ]
-    return fields(pairs)
+    return printable(fields(pairs))
 
 
 def _audit_line(record: Mapping[str, Any]) -> str:
@@ -109,7 +110,7 @@ def replay_text(results: Sequence[ReplayResult], dry_run: bool) -> str:
     else:
         summary = f"{counts['replayed']} replayed"
     summary += "".join(f", {counts[k]} {k}" for k in ("refused", "failed") if counts[k])
-    return text + "\n\n" + summary + "."
+    return printable(text + "\n\n" + summary + ".")
 
 
 def nothing_to_replay(found: Sequence[DeadLetter]) -> str:

@@ -1,10 +1,13 @@
-"""Human output of ``celery watchdog incidents | ack | snooze | resolve | test-alert``."""
+"""Human output of ``celery watchdog incidents | ack | snooze | resolve | test-alert``.
+
+Summaries, notes and channel errors are printed with terminal controls escaped (``printable``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .humanize import NONE, ago, cut, table
+from .humanize import NONE, ago, cut, printable, table
 from .notify import Notice
 from .store import IncidentDoc
 
@@ -15,7 +18,7 @@ def _state(i: IncidentDoc, now: float) -> str:
     if i.state == "snoozed" and i.snooze_until:
         return f"snoozed until {ago(i.snooze_until, now)}"
     if i.state == "acknowledged" and i.by:
-        return f"acked by {i.by}"
+        return f"acked by {cut(i.by, 24)}"
     return i.state
 
 
@@ -30,24 +33,24 @@ def list_text(found: Sequence[IncidentDoc], now: float, *, show_all: bool = Fals
         for i in found
     ]  # fmt: skip
     lines = [head, "", table(COLUMNS, rows)]
-    notes = [f"  {i.id}: {i.note}" for i in found if i.note]
-    return "\n".join(lines + (["", "Notes:", *notes] if notes else []))
+    notes = [f"  {i.id}: {cut(i.note, 200)}" for i in found if i.note]
+    return printable("\n".join(lines + (["", "Notes:", *notes] if notes else [])))
 
 
 def changed(i: IncidentDoc, state: str, until: float | None, now: float) -> str:
     if state == "snoozed" and until is not None:
-        return f"incident {i.id} snoozed: no reminders until {ago(until, now)}"
-    return f"incident {i.id} {state}: no more reminders"
+        return printable(f"incident {i.id} snoozed: no reminders until {ago(until, now)}")
+    return printable(f"incident {i.id} {state}: no more reminders")
 
 
 def deliveries(notices: Sequence[Notice]) -> list[str]:
     lines = []
     for n in notices:
         for d in n.deliveries:
-            outcome = "delivered" if d.ok else f"FAILED: {d.error}"
-            lines.append(
+            outcome = "delivered" if d.ok else f"FAILED: {cut(d.error, 300)}"
+            lines.append(printable(
                 f"{d.channel:<40} {outcome} ({d.attempts} attempt(s), {d.elapsed_ms:.0f} ms)"
-            )
+            ))  # fmt: skip
         if not n.deliveries:
             lines.append("no channel is configured for this severity")
     return lines

@@ -9,9 +9,10 @@ import base64
 import fnmatch
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import IO, TYPE_CHECKING, Any
 
+from ..humanize import finite
 from ..records import Run, Verdict
 from ..store.dlq import DLQ_MAX
 from ..views import TaskLookupError, unique_id
@@ -49,6 +50,9 @@ def make_entry(
 
 
 _INTS = frozenset({"deliveries", "pid", "processed", "total"})
+# The text an entry holds that a task (or an older version that stored it unscrubbed) wrote.
+_TEXTS = ("name", "verdict", "reason", "diagnosis", "queue", "args", "kwargs", "first_error",
+          "last_error", "traceback", "worker", "step")  # fmt: skip
 _FLOATS = frozenset({"started", "last_heartbeat", "dead_lettered_at"})
 
 
@@ -119,14 +123,29 @@ class DeadLetter:
     def last_replay(self) -> dict[str, Any] | None:
         return next((a for a in reversed(self.audit) if a.get("action") == "replayed"), None)
 
+    def scrubbed(self, redactor: Redactor) -> DeadLetter:
+        """The same entry with secret values out of every text it holds (what is shown)."""
+        changes: dict[str, Any] = {
+            name: redactor.text(value)
+            for name in _TEXTS
+            if isinstance(value := getattr(self, name), str) and value
+        }
+        changes["audit"] = tuple(
+            {k: redactor.text(v) if isinstance(v, str) else v for k, v in a.items()}
+            for a in self.audit
+        )
+        return replace(self, **changes)
+
     def to_doc(self, redactor: Redactor) -> dict[str, Any]:
-        """The shown document: redacted previews only, never the original arguments."""
-        doc = {"id": self.task_id, **asdict(self)}
+        """The shown document: redacted previews only, never the original arguments; secret
+        values scrubbed from its texts and no NaN or infinity (JSON has neither)."""
+        shown = self.scrubbed(redactor)
+        doc = {"id": self.task_id, **asdict(shown)}
         del doc["task_id"]
-        doc["audit"] = list(self.audit)
+        doc["audit"] = list(shown.audit)
         doc["replayable"] = self.replayable
         doc["message"] = None if self.message is None else _shown_message(self.message, redactor)
-        return doc
+        return finite(doc)
 
 
 def _shown_message(message: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
@@ -139,7 +158,10 @@ def _shown_message(message: dict[str, Any], redactor: Redactor) -> dict[str, Any
         **{k: headers.get(k) for k in ("root_id", "parent_id", "retries", "origin")},
         "body_bytes": len(base64.b64decode(message["body"])) if message.get("body") else 0,
         "headers": redactor.mapping(custom),  # the publisher's own headers, redacted by name
-        "links": {k: _task_names(headers.get(k)) for k in ("callbacks", "errbacks", "chain")},
+        "links": {
+            k: [redactor.text(n) for n in _task_names(headers.get(k))]
+            for k in ("callbacks", "errbacks", "chain")
+        },
     }
 
 
@@ -177,8 +199,8 @@ def export(
     for entry in entries(store, task=task):
         doc = entry.to_doc(redactor)
         if include_messages:
-            doc["message"] = entry.message
-        out.write(json.dumps(doc, default=str, separators=(",", ":")) + "\n")
+            doc["message"] = finite(entry.message)
+        out.write(json.dumps(doc, default=str, separators=(",", ":"), allow_nan=False) + "\n")
         count += 1
     return count
 
