@@ -145,37 +145,28 @@ def _refusal(setting: str, value: object) -> str:
     return message
 
 
-@pytest.mark.parametrize("value", BAD_SECONDS, ids=repr)
-@pytest.mark.parametrize("setting", sorted(SECONDS))
-def test_a_duration_setting_refuses_a_non_finite_wrong_typed_or_out_of_range_value_in_one_line(
+def _accepted(setting: str) -> str:
+    if setting in COUNTS:
+        return "expected an integer between {} and {}".format(*COUNTS[setting])
+    lo, hi = SECONDS[setting]
+    return f"expected a number of seconds between {_plain(lo)} and {_plain(hi)}"
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [(s, v) for s in sorted(SECONDS) for v in BAD_SECONDS]
+    + [(s, v) for s in sorted(COUNTS) for v in BAD_COUNTS],
+    ids=repr,
+)
+def test_a_number_setting_refuses_a_non_finite_wrong_typed_or_out_of_range_value_in_one_line(
     setting: str, value: object
 ) -> None:
-    lo, hi = SECONDS[setting]
-    message = _refusal(setting, value)
-    assert f"expected a number of seconds between {_plain(lo)} and {_plain(hi)}" in message
+    assert _accepted(setting) in _refusal(setting, value)
 
 
-@pytest.mark.parametrize("value", BAD_COUNTS, ids=repr)
-@pytest.mark.parametrize("setting", sorted(COUNTS))
-def test_a_count_setting_refuses_a_non_integer_or_out_of_range_value_in_one_line(
-    setting: str, value: object
-) -> None:
-    lo, hi = COUNTS[setting]
-    message = _refusal(setting, value)
-    assert f"expected an integer between {lo} and {hi}" in message
-
-
-@pytest.mark.parametrize("setting", sorted(SECONDS))
-def test_a_duration_setting_accepts_both_ends_of_its_range(setting: str) -> None:
-    lo, hi = SECONDS[setting]
-    attr = setting.removeprefix("watchdog_")
-    assert getattr(Settings.from_conf({setting: lo}), attr) == lo
-    assert getattr(Settings.from_conf({setting: hi}), attr) == hi
-
-
-@pytest.mark.parametrize("setting", sorted(COUNTS))
-def test_a_count_setting_accepts_both_ends_of_its_range(setting: str) -> None:
-    lo, hi = COUNTS[setting]
+@pytest.mark.parametrize("setting", sorted({**SECONDS, **COUNTS}))
+def test_a_number_setting_accepts_both_ends_of_its_range(setting: str) -> None:
+    lo, hi = {**SECONDS, **COUNTS}[setting]
     attr = setting.removeprefix("watchdog_")
     assert getattr(Settings.from_conf({setting: lo}), attr) == lo
     assert getattr(Settings.from_conf({setting: hi}), attr) == hi
