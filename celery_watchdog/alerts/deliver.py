@@ -13,12 +13,21 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from ..humanize import printable
+from ..redact import scrub
 from .channels import Channel
 from .http import DeliveryError
 from .model import Alert
 
 logger = logging.getLogger("celery_watchdog")
 BACKOFF = 0.2  # seconds before the first retry, doubled for each one after
+ERROR_CHARS = 500  # an error is shown in status and logs: a receiver's whole page is not
+
+
+def _error(text: str) -> str:
+    # A receiver's answer (or an exception about it) is foreign text that ends up in status,
+    # the CLI and the logs: no secret value, no terminal control, and short.
+    return printable(scrub(text, ERROR_CHARS))
 
 
 @dataclass
@@ -43,7 +52,7 @@ def _attempt(
             try:
                 channel.send(alert, timeout=left)
             except DeliveryError as exc:
-                result.error = str(exc)
+                result.error = _error(str(exc))
                 pause = BACKOFF * 2**attempt
                 if not exc.retryable or time.monotonic() + pause >= deadline:
                     break
@@ -52,7 +61,7 @@ def _attempt(
                 result.ok, result.error = True, None
                 break
     except Exception as exc:  # a channel bug is reported like any failure, never raised
-        result.error = f"{type(exc).__name__}: {exc}"
+        result.error = _error(f"{type(exc).__name__}: {exc}")
     result.elapsed_ms = round((time.monotonic() - started) * 1000, 1)
 
 

@@ -57,6 +57,7 @@ def _read(exc: urllib.error.HTTPError) -> str:
         text = exc.read(300).decode("utf-8", "replace").strip()
     except Exception:
         return ""
+    text = " ".join(text.split())  # an HTML error page, on one line
     return f": {text}" if text else ""
 
 
@@ -65,7 +66,9 @@ def shown(url: str) -> str:
     # Webhook URLs carry their token in the path or query, mail URLs a password: never echo.
     scheme, sep, rest = url.partition("://")
     if not sep:
-        return url[:40]
+        # Not a URL we can take apart ("smtp:user:pw@host", a typo): its first word only.
+        head = url.split(":", 1)[0].split("@", 1)[0][:40]
+        return head + ("…" if len(head) < len(url) else "")
     host = rest.split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
     return f"{scheme}://{host}" + ("/…" if rest[len(host) :].strip("/") else "")
 

@@ -3,20 +3,42 @@
 Plain data, no I/O. ``as_dict()`` is the webhook body; ``text()`` is what a person reads.
 Arguments arrive redacted (the run keeps previews only) and ``alert_context`` values are
 redacted again by name here, so no channel can leak what the task was given as a secret.
+Every text an alert holds is cleaned once more when it is made, whatever made it (a finding,
+a record an older version stored, a reminder): secret values scrubbed, terminal controls
+escaped, no NaN or infinite time. Channels render the fields as they are.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from ..config import TaskPolicy
-from ..humanize import ago, cut
+from ..humanize import ago, cut, printable
 from ..records import Finding
-from ..redact import REDACTED, Redactor
+from ..redact import REDACTED, Redactor, scrub
 from . import wording
+
+
+def _clean(value: str) -> str:
+    return printable(scrub(value))
+
+
+def _clean_fields(obj: Any) -> None:
+    """Clean a frozen dataclass's text fields in place (from its ``__post_init__``)."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, str):
+            clean = _clean(value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            clean = None
+        else:
+            continue
+        if clean is not value:
+            object.__setattr__(obj, f.name, clean)
 
 
 @dataclass(frozen=True)
@@ -26,6 +48,9 @@ class Incident:
     notice: str = "opened"  # what this message is: opened | reminder | resolved
     reminders: int = 0  # reminders sent so far (this one included, on a reminder)
     resolution: str = ""  # how it ended, on the "resolved" message
+
+    def __post_init__(self) -> None:
+        _clean_fields(self)
 
 
 @dataclass(frozen=True)
@@ -56,6 +81,15 @@ class Alert:
     reason: str = ""
     count: int = 1  # runs this alert stands for (more than one: a storm, grouped)
 
+    def __post_init__(self) -> None:
+        # Defence in depth: fields from a record stored by an older version, or built by hand,
+        # reach no channel with a secret value, a terminal control or a NaN in them.
+        _clean_fields(self)
+        if self.at is None:
+            object.__setattr__(self, "at", 0.0)
+        context = {_clean(str(k)): _clean(str(v)) for k, v in self.context.items()}
+        object.__setattr__(self, "context", context)
+
     @classmethod
     def from_finding(
         cls,
@@ -72,37 +106,40 @@ class Alert:
         if severity is not None and severity not in wording.SEVERITIES:
             raise ValueError(f"severity {severity!r} is not valid: expected P1, P2 or P3")
         run = finding.run
+        text = redactor.text  # the configured patterns too; __post_init__ knows only built-ins
+        step, reason = (None if run.step is None else text(run.step)), text(finding.reason)
         # The values (the task's arguments, or a WatchedTask's heartbeat details) narrowed to
         # the names the task declared as ``alert_context``; redacted by name again all the same.
         if context_values is None:  # the run's own: previews, redacted when recorded
             # (its recorded context was chosen by the alert_context of the worker's policy)
             values = {**run.context}
             values.update({k: run.details[k] for k in policy.alert_context if k in run.details})
-            context = {k: REDACTED if redactor.is_secret(k) else str(v) for k, v in values.items()}
+            context = {k: REDACTED if redactor.is_secret(k) else text(v) for k, v in values.items()}
         else:
             names = policy.alert_context or tuple(context_values)
             context = redactor.mapping({k: context_values[k] for k in names if k in context_values})
         shown = {k: v for k, v in context.items() if v != REDACTED}
         since = run.last_progress or run.last_heartbeat or run.step_started or run.started
         summary = wording.summary(
-            finding.kind, wording.subject(run.name, run.step, shown),
+            finding.kind, wording.subject(run.name, step, shown),
             quiet_for=None if since is None else now - since,
             running_for=None if run.started is None else now - run.started,
-            worker=run.worker, queue=run.queue, deliveries=run.deliveries, reason=finding.reason,
+            worker=run.worker, queue=run.queue, deliveries=run.deliveries, reason=reason,
         )  # fmt: skip
-        step = wording.next_step(
+        next_step = wording.next_step(
             finding.kind, finding.action, task_id=run.task_id, idempotent=policy.idempotent,
             new_task_id=finding.new_task_id, app_name=app_name,
         )  # fmt: skip
         return cls(
-            kind=finding.kind, summary=summary, task_id=run.task_id, task_name=run.name,
-            args=run.args, kwargs=run.kwargs, context=context, queue=run.queue,
-            worker=run.worker, started_at=run.started, last_heartbeat_at=run.last_heartbeat,
-            step=run.step, processed=run.processed, total=run.total, action=finding.action,
-            owner=policy.owner, runbook=policy.runbook, next_step=step,
-            severity=severity or wording.default_severity(finding.kind),
-            incident=incident or Incident(), diagnosis=finding.diagnosis, at=now,
-            attempt=run.deliveries or None, reason=finding.reason,
+            kind=finding.kind, summary=text(summary), task_id=run.task_id,
+            task_name=text(run.name), args=text(run.args), kwargs=text(run.kwargs),
+            context=context, queue=run.queue, worker=run.worker, started_at=run.started,
+            last_heartbeat_at=run.last_heartbeat, step=step, processed=run.processed,
+            total=run.total, action=finding.action, owner=policy.owner, runbook=policy.runbook,
+            next_step=next_step, severity=severity or wording.default_severity(finding.kind),
+            incident=incident or Incident(),
+            diagnosis=None if finding.diagnosis is None else text(finding.diagnosis), at=now,
+            attempt=run.deliveries or None, reason=reason,
         )  # fmt: skip
 
     @classmethod
@@ -223,13 +260,13 @@ class Alert:
 
 
 def iso(ts: float | None) -> str | None:
-    if ts is None:
+    if ts is None or not math.isfinite(ts):
         return None
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 def when(ts: float | None, now: float) -> str:
-    if ts is None:
+    if ts is None or not math.isfinite(ts):
         return ""
     return f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(ts))} ({ago(ts, now)})"
 

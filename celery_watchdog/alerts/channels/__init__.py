@@ -27,7 +27,9 @@ class Channel(Protocol):
 
 def channel_from_url(url: str) -> Channel:
     if not isinstance(url, str) or not url.strip():
-        raise ValueError(f"alert channel {url!r} is not valid: expected a channel URL")
+        # Never the value itself: a mistyped setting may hold another channel's secret.
+        what = repr(url) if isinstance(url, str) else f"of type {type(url).__name__}"
+        raise ValueError(f"alert channel {what} is not valid: expected a channel URL")
     if url == "log":
         return LogChannel()
     if url == "sentry":
