@@ -108,6 +108,8 @@ class Alert:
         run = finding.run
         text = redactor.text  # the configured patterns too; __post_init__ knows only built-ins
         step, reason = (None if run.step is None else text(run.step)), text(finding.reason)
+        if incident is not None:  # a resolution is a person's note: it may quote anything
+            incident = replace(incident, resolution=text(incident.resolution))
         # The values (the task's arguments, or a WatchedTask's heartbeat details) narrowed to
         # the names the task declared as ``alert_context``; redacted by name again all the same.
         if context_values is None:  # the run's own: previews, redacted when recorded
