@@ -84,7 +84,8 @@ VALUE_RULES: tuple[Rule, ...] = (
         re.compile(
             r"(authorization[\"']?\s{0,8}[:=]\s{0,8}[\"']?"
             r"(?:(?:bearer|basic|token|digest|apikey|key)\s{1,8})?)"
-            r"(?!\[redacted\])[^\s\"',;]{1,4096}",
+            r"(?!\[redacted\]|(?:bearer|basic|token|digest|apikey|key)\s{1,8}\[redacted\])"
+            r"[^\s\"',;]{1,4096}",
             re.I,
         ),
         r"\1" + REDACTED,
