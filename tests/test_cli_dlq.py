@@ -185,3 +185,28 @@ def test_dlq_export_writes_json_lines_redacted_unless_asked(
     full = cluster.run("export", "--output", str(path), "--include-messages")
     assert full.returncode == 0 and full.stderr == f"Exported 2 dead-letter entries to {path}.\n"
     assert SECRET in path.read_text() and path.stat().st_mode & 0o077 == 0
+
+
+def test_dlq_output_shows_no_secret_value_and_no_terminal_control(cluster: Cluster) -> None:
+    # An entry as an older version (or a path that forgot) may have stored it: raw text.
+    dsn = "postgres://admin:pg-Pa55w0rd@db/app"
+    hostile = "\x1b[2J\x1b]0;owned\x07\rOK\u202e"
+    cluster.reset()
+    task_id = "hostile-1"
+    message = {**cluster.entry["message"], "id": task_id}
+    cluster.store.dlq_add({
+        **cluster.entry, "id": task_id, "message": message, "args": f"('{dsn}',)",
+        "reason": f"quiet {hostile}", "step": f"connect {dsn} {hostile}",
+        "last_error": f"OperationalError: {dsn} Bearer 0a1b2c3d4e5f {hostile}",
+        "traceback": f"Traceback (most recent call last):\n  {dsn}\n{hostile}",
+    })  # fmt: skip
+    outputs = [
+        cluster.run("list").stdout, cluster.run("show", task_id).stdout,
+        cluster.run("show", task_id, "--json").stdout, cluster.run("list", "--json").stdout,
+        cluster.run("export").stdout,
+    ]  # fmt: skip
+    for out in outputs:
+        assert "hostile" in out  # the entry is there
+        assert "pg-Pa55w0rd" not in out and "0a1b2c3d4e5f" not in out
+        assert not {"\x1b", "\x07", "\r", "\u202e"} & set(out), out
+    assert "postgres://admin:[redacted]@db/app" in outputs[1]  # the user and host stay

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from celery_watchdog import install
+from celery_watchdog.humanize import parse_duration
 from celery_watchdog.monitor import run_pass
 from tests.alert_peers import Receiver
 from tests.helpers import make_app, unique_prefix
@@ -103,3 +104,40 @@ def test_status_shows_open_incidents_and_a_failing_channel(
     assert "Incidents: 1 open" in out.stdout, out.stdout + out.stderr
     assert "ALERT CHANNEL FAILING: webhook+http://127.0.0.1" in out.stdout
     assert "answered 500" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [("inf", "finite"), ("nan", "finite"), ("1e400", "finite"), ("-5m", "more than zero"),
+     ("0", "more than zero"), ("3651d", "at most 10 years"), ("soon", "not a duration")],
+)  # fmt: skip
+def test_a_duration_that_is_not_finite_positive_or_sane_is_refused(text: str, words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        parse_duration(text)
+
+
+def test_durations_up_to_ten_years_are_accepted() -> None:
+    assert parse_duration("30m") == 1800.0 and parse_duration("3650d") == 3650 * 86400.0
+
+
+def test_snooze_refuses_inf_nan_and_absurd_durations_in_one_line_and_never_stores_them(
+    redis_url: str,
+) -> None:
+    prefix = unique_prefix()
+    conf = {"watchdog_on_stuck": "alert", "watchdog_heartbeat_timeout": 60,
+            "watchdog_alert_channels": ["log"]}  # fmt: skip
+    wd = install(make_app(redis_url, watchdog_key_prefix=prefix, **conf))
+    assert wd is not None
+    store = wd.store()
+    record(wd, store, "mail.send", step="Render \x1b[2J\x1b]0;owned\x07 template\r")
+    run_pass(wd, store)
+    [incident] = store.active_incidents()
+    for bad in ("inf", "nan", "1e999", "99999d"):
+        out = celery("snooze", incident.id, bad, redis_url=redis_url, prefix=prefix, conf=conf)
+        assert out.returncode == 2 and out.stdout == "", out.stdout + out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1 and "cannot snooze" in out.stderr
+    listed = celery("incidents", "--json", redis_url=redis_url, prefix=prefix, conf=conf)
+    assert "Infinity" not in listed.stdout and "NaN" not in listed.stdout
+    assert json.loads(listed.stdout)["incidents"][0]["state"] == "open"
+    text = celery("incidents", redis_url=redis_url, prefix=prefix, conf=conf).stdout
+    assert "Render" in text and not {"\x1b", "\x07", "\r"} & set(text)
