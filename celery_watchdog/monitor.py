@@ -83,7 +83,7 @@ def run_pass(wd: Watchdog, store: Store | None = None, limit: int = 1000) -> Pas
     doubtful = rules.doubt(
         evidence, now, snapshot_interval=s.snapshot_interval, flush_interval=s.flush_interval
     )
-    if doubtful:
+    if doubtful and rules.silent(evidence, now, s.snapshot_interval):
         store.note_silence(now)  # every worker silent: the grace starts when first noticed
     report = PassReport(
         now=now, blind=blindness(store.last_pass(), now, s.check_interval, evidence.outage),

@@ -164,21 +164,32 @@ def doubt(
     """Why silence in the store is not (yet) evidence of death or of a stall, or None.
 
     Absence of evidence is not death: after the store was out (frozen, down, full, failed
-    over), workers get one snapshot lifetime (and their flushers two intervals) to report
-    again before any run is judged lost or stuck. Every worker silent at once is read the same
-    way until that grace has passed since it was first noticed.
+    over), workers get a :func:`grace` to report again before any run is judged lost or
+    stuck. Every worker silent at once is read the same way until that grace has passed since
+    it was first noticed.
     """
-    grace = 3 * snapshot_interval + 2 * flush_interval + 1
-    stale = 1.5 * snapshot_interval + 1
+    grace = grace_after_outage(snapshot_interval, flush_interval)
     pulse, outage = evidence.pulse, evidence.outage
     if outage is not None and now - outage < grace:
         return (
             f"the watchdog's Redis was unreachable to workers until {_ago(now - outage)} ago: "
             f"they get {_ago(grace)} to report again"
         )
-    if (pulse is None or now - pulse > stale) and (outage is None or outage < (pulse or 0)):
+    if silent(evidence, now, snapshot_interval) and (outage is None or outage < (pulse or 0)):
         return "no worker has written a snapshot lately: the store may have been unreachable"
     return None
+
+
+def grace_after_outage(snapshot_interval: float, flush_interval: float) -> float:
+    """Seconds workers get to report again once the store is back: a reporter retries every
+    0.5 s after a failed write and a write blocks at most the 2 s socket timeout, then a
+    snapshot interval; a flusher needs two intervals (one may be blocked as well)."""
+    return 2 * snapshot_interval + 2 * flush_interval + 2.5
+
+
+def silent(evidence: Evidence, now: float, snapshot_interval: float) -> bool:
+    """Has every worker been silent for longer than a healthy one ever is?"""
+    return evidence.pulse is None or now - evidence.pulse > 1.5 * snapshot_interval + 1
 
 
 def health(

@@ -75,6 +75,13 @@ class _Scene:
             (a.task_id, a.pid): a.cpu for w in self.workers for a in w.active if a.cpu is not None
         }
         self.copies: Counter[str] = Counter()
+        s = wd.settings
+        self.evidence = store.evidence()
+        # The monitor's own reading: while silence proves nothing, nobody is shown lost/stuck.
+        self.doubt = rules.doubt(
+            self.evidence, self.now, snapshot_interval=s.snapshot_interval,
+            flush_interval=s.flush_interval,
+        )  # fmt: skip
 
     def policy(self, name: str) -> TaskPolicy:
         # The task object carries decorator options (heartbeat_timeout=…); a bare name only
@@ -87,7 +94,8 @@ class _Scene:
         copies = self.copies[run.task_id] if run.running else 1
         # A worker we have no snapshot of cannot vouch for its runs: same as an expired one.
         alive = self.alive.get(run.worker or "", False)
-        verdict = rules.health(run, policy, self.now, worker_alive=alive, copies=copies)
+        verdict = rules.health(run, policy, self.now, worker_alive=alive, copies=copies,
+                               doubtful=self.doubt is not None)  # fmt: skip
         return Judged(run, verdict, policy, copies, self.cpu.get((run.task_id, run.pid)))
 
 
@@ -235,6 +243,13 @@ def _run_summary(judged: Judged, now: float) -> dict[str, Any]:
     }
 
 
+def _number(raw: str | None) -> float | None:
+    try:
+        return float(raw) if raw else None
+    except ValueError:
+        return None
+
+
 def _severity(health: str) -> int:
     order = ("ok", "slow", "duplicate", "overtime", "stuck", "poison", "lost")
     return order.index(health) if health in order else 0
@@ -277,9 +292,25 @@ def flower_worker(worker: WorkerInfo, now: float) -> dict[str, Any]:
 
 
 def workers_doc(store: Store, *, now: float | None = None) -> dict[str, dict[str, Any]]:
-    """Every worker seen in the last day, newest report first; ``watchdog.online`` says alive."""
+    """Every worker seen in the last day, newest report first; ``watchdog.online`` says alive,
+    ``watchdog.errors`` the watchdog's own errors there (kind -> count in the last hour, last)."""
     now = store.now() if now is None else now
-    return {w.hostname: flower_worker(w, now) for w in store.workers()}
+    errors = store.faults(now)
+    docs = {}
+    for w in store.workers():
+        doc = docs[w.hostname] = flower_worker(w, now)
+        doc["watchdog"]["errors"] = errors.get(w.hostname, {})
+    return docs
+
+
+def watchdog_errors(store: Store, now: float) -> list[dict[str, Any]]:
+    """The watchdog's own errors, one entry per source and kind, most frequent first."""
+    found = [
+        {"source": source, "kind": kind, **info}
+        for source, kinds in store.faults(now).items()
+        for kind, info in kinds.items()
+    ]
+    return sorted(found, key=lambda e: (-e["count_1h"], -(e["last_at"] or 0)))
 
 
 # -- status --------------------------------------------------------------------------------
@@ -330,12 +361,16 @@ def status_doc(store: Store, wd: Watchdog, *, now: float | None = None) -> dict[
 
     online = sum(1 for w in scene.workers if w.online)
     last_pass = store.last_pass()
+    interval = wd.settings.check_interval
     return {
         "timestamp": scene.now,
         "workers": {"online": online, "offline": len(scene.workers) - online},
         "watchdog": {
-            "last_pass": float(last_pass["at"]) if last_pass.get("at") else None,
-            "blind": blindness(last_pass, scene.now, wd.settings.check_interval),
+            "last_pass": _number(last_pass.get("at")),
+            "blind": blindness(last_pass, scene.now, interval, scene.evidence.outage),
+            "doubt": scene.doubt,
+            "errors": watchdog_errors(store, scene.now),
+            "unreadable": store.unreadable,
             "dead_letters": store.dlq_count(),
             "open_incidents": store.active_incident_count(),
             "alert_channels": _channel_health(store.delivery_status()),

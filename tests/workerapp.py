@@ -150,6 +150,69 @@ def _register_tasks(app: Celery) -> None:
         return "second time lucky"
 
 
+    # -- a bad day: hostile values a task controls, heartbeats through an outage -------------
+
+    @app.task(name=name("beat_for"), base=WatchedTask, bind=True, shared=False,
+              heartbeat_timeout=3)  # fmt: skip
+    def beat_for(self: WatchedTask, seconds: float) -> int:
+        """Healthy: moves its counter every 0.2 s for ``seconds``."""
+        n = int(seconds / 0.2)
+        for i in range(1, n + 1):
+            time.sleep(0.2)
+            self.heartbeat(processed=i, total=n)
+        return n
+
+    @app.task(name=name("sleep_watched"), base=WatchedTask, bind=True, shared=False,
+              heartbeat_timeout=2)  # fmt: skip
+    def sleep_watched(self: WatchedTask) -> None:
+        """Stuck: one heartbeat, then nothing, forever."""
+        self.heartbeat()
+        while True:
+            time.sleep(0.1)
+
+    @app.task(name=name("hostile_numbers"), base=WatchedTask, bind=True, shared=False,
+              heartbeat_timeout=30)  # fmt: skip
+    def hostile_numbers(self: WatchedTask, seconds: float) -> str:
+        values = [float("nan"), float("inf"), -float("inf"), 10**400, -5, "7", True, 2.5]
+        deadline = time.monotonic() + seconds
+        i = 0
+        while time.monotonic() < deadline:
+            value = values[i % len(values)]
+            self.heartbeat(processed=value, total=values[(i + 1) % len(values)], rate=value)
+            i += 1
+            time.sleep(0.05)
+        return "done"
+
+    @app.task(name=name("hostile_text"), base=WatchedTask, bind=True, shared=False,
+              heartbeat_timeout=2)  # fmt: skip
+    def hostile_text(self: WatchedTask, dsn: str, seconds: float, fail: bool = True) -> None:
+        """Surrogates, terminal escapes and secrets in a step, a detail and its error."""
+        self.heartbeat(step="parse r\udce9sum\u00e9 \x1b[2J\x1b]0;pwned\x07\r", processed=1,
+                       total=2, note="\udcff\x1b[31m")  # fmt: skip
+        with self.step(f"connect {dsn} token sk_live_abcdefghijklmnopqrstuvwx"):
+            time.sleep(seconds)
+        if fail:
+            raise ValueError(f"cannot connect to {dsn}: bad r\udce9ply \x1b[2J\r"
+                             "Authorization: Bearer abcdefghijklmnop0123456789")
+
+    @app.task(name=name("str_raises"), shared=False)
+    def str_raises() -> None:
+        class Odd(Exception):
+            def __str__(self) -> str:
+                raise RuntimeError("no text for you")
+
+        raise Odd()
+
+    @app.task(name=name("idem_sleep"), shared=False, idempotent=True)
+    def idem_sleep(key: str, seconds: float) -> str:
+        """Idempotent: the first run sleeps (and is killed with its worker); the next returns."""
+        client = redis.Redis.from_url(app.conf.broker_url)
+        if client.set(key, "1", nx=True):
+            time.sleep(seconds)
+            return "first run"
+        return "ran again"
+
+
 def _app_from_env() -> Celery:
     redis_url = os.environ.get("WATCHDOG_TEST_REDIS_URL")
     if not redis_url:

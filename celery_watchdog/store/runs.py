@@ -205,6 +205,32 @@ class RunStore:
             for (host, seen), doc in zip(hosts, docs, strict=True)
         ]
 
+    def faults(self, now: float, limit: int = 100) -> dict[str, dict[str, dict[str, Any]]]:
+        """The watchdog's own errors per source (worker) and kind: count in the last hour,
+        the last one's text and time (written by ``flush.lua``'s "faults" events)."""
+        sources = self.r.zrevrangebyscore(f"{self.p}:faulty", "+inf", now - 86400, 0, limit)
+        b5 = int(now // 300)
+        pipe = self.r.pipeline(transaction=False)
+        for source in sources:
+            for b in range(b5 - 11, b5 + 1):
+                pipe.hgetall(f"{self.p}:faults:{source}:{b}")
+            pipe.hgetall(f"{self.p}:faultlast:{source}")
+        replies = pipe.execute() if sources else []
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for i, source in enumerate(sources):
+            *buckets, last = replies[i * 13 : (i + 1) * 13]
+            counts = NameStats.from_replies(source, buckets, (), (), {}).last_hour
+            kinds: dict[str, dict[str, Any]] = {}
+            for kind, raw in last.items():
+                try:
+                    doc = json.loads(raw)
+                except ValueError:
+                    doc = {}
+                kinds[kind] = {"count_1h": counts.get(kind, 0), "last": doc.get("text"),
+                               "last_at": doc.get("at"), "pid": doc.get("pid")}  # fmt: skip
+            out[source] = kinds
+        return out
+
     def task_names(self, limit: int = 500) -> list[str]:
         return list(self.r.zrevrange(f"{self.p}:names", 0, limit - 1))
 

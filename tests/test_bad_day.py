@@ -1,0 +1,340 @@
+"""The watchdog on a bad day: Redis frozen, hostile values, a worker killed, a skewed clock.
+
+Each test runs real prefork workers against a real Redis and asserts that the watchdog neither
+harms healthy work nor lies about it: no false lost/stuck verdict, no record that blocks a
+batch, a pass or a command, a requeue that really runs, checks that run whatever the clocks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from celery_watchdog import install, views
+from celery_watchdog.activation import Watchdog
+from celery_watchdog.embedded import RedisServer
+from celery_watchdog.monitor import PassReport, run_pass
+from celery_watchdog.records import Finding
+from celery_watchdog.store import Store
+from tests.helpers import REPO_ROOT, PreforkWorker, stop_process_group, wait_for
+from tests.test_cli import celery
+
+pytestmark = pytest.mark.timeout(180)
+FAST = {
+    "watchdog_snapshot_interval": 0.5,
+    "watchdog_flush_interval": 0.3,
+    "watchdog_terminate_grace": 1.0,
+}
+SECRETS = ("hunter2pw", "sk_live_abcdefghijklmnopqrstuvwx", "abcdefghijklmnop0123456789")
+DSN = "postgres://admin:hunter2pw@db.internal:5432/prod"
+
+
+def runtime(worker: PreforkWorker) -> tuple[Watchdog, Store]:
+    wd = install(worker.app)
+    assert wd is not None
+    return wd, wd.store()
+
+
+class Passes:
+    """Monitor passes in a background thread, as beat would run them; errors are kept."""
+
+    def __init__(self, wd: Watchdog, every: float = 0.3) -> None:
+        self.wd, self.every = wd, every
+        self.reports: list[PassReport] = []
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        store = self.wd.store()
+        while not self._stop.is_set():
+            try:
+                self.reports.append(run_pass(self.wd, store))
+            except Exception as exc:  # Redis frozen: the pass fails, the next one tries again
+                self.errors.append(exc)
+            self._stop.wait(self.every)
+
+    def findings(self) -> list[Finding]:
+        return [f for r in list(self.reports) for f in r.findings]
+
+    def __enter__(self) -> Passes:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def worker() -> Iterator[PreforkWorker]:
+    with RedisServer() as server, PreforkWorker(server.url, concurrency=3, conf=FAST) as w:
+        yield w
+
+
+# -- absence of evidence is not death ---------------------------------------------------------
+
+
+def test_a_20_second_redis_freeze_judges_no_heartbeating_run_lost_or_stuck(redis_url: str) -> None:
+    conf = {**FAST, "watchdog_snapshot_interval": 1.0}
+    server_pid = _server_pid(redis_url)
+    with PreforkWorker(redis_url, conf=conf) as w:
+        wd, store = runtime(w)
+        results = [w.task("beat_for").delay(32) for _ in range(2)]
+        ids = {r.id for r in results}
+        wait_for(lambda: len(store.running()) == 2, what="both runs recorded")
+        with Passes(wd) as passes:
+            time.sleep(2)
+            os.kill(server_pid, signal.SIGSTOP)
+            try:
+                time.sleep(20)
+            finally:
+                os.kill(server_pid, signal.SIGCONT)
+            assert [r.get(timeout=60) for r in results] == [160, 160]
+            time.sleep(1)
+        bad = [f for f in passes.findings() if f.run.task_id in ids]
+        assert not bad, [(f.kind, f.reason, f.action) for f in bad]
+        assert store.dlq_count() == 0
+        assert any(r.doubt for r in passes.reports), "no pass waited for the workers to report"
+        assert passes.errors, "the passes never noticed the freeze"
+        doc = views.tasks_doc(store, wd)
+        assert {doc[i]["state"] for i in ids} == {"SUCCESS"}
+        assert {doc[i]["watchdog"]["health"] for i in ids} == {"ok"}
+        stats = views.status_doc(store, wd)["tasks"]["tests.workerapp.beat_for"]
+        assert stats["success_rate_1h"] == 1.0
+
+
+def _server_pid(redis_url: str) -> int:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return int(client.info("server")["process_id"])
+    finally:
+        client.close()
+
+
+# -- poison in, poison contained --------------------------------------------------------------
+
+
+def test_surrogates_and_escapes_in_an_error_and_a_step_leave_the_runs_beside_them_ok(
+    worker: PreforkWorker,
+) -> None:
+    wd, store = runtime(worker)
+    healthy = worker.task("beat_for").delay(4)
+    failing = worker.task("hostile_text").delay(DSN, 0.2)
+    odd = worker.task("str_raises").delay()
+    with Passes(wd) as passes:
+        assert healthy.get(timeout=30) == 20
+        with pytest.raises(ValueError):
+            failing.get(timeout=30)
+        with pytest.raises(Exception):  # noqa: B017 - its __str__ raises; the type is Odd
+            odd.get(timeout=30)
+    assert not [f for f in passes.findings() if f.run.task_id == healthy.id]
+    assert not passes.errors
+    failed = wait_for(lambda: _ended(store, failing.id, "FAILURE"), what="the failure recorded")
+    assert "\\udce9" in (failed.exception or "") and "ValueError" in (failed.exception or "")
+    assert "hunter2pw" not in (failed.exception or "") + (failed.traceback or "")
+    odd_run = wait_for(lambda: _ended(store, odd.id, "FAILURE"), what="the odd failure")
+    assert odd_run.exception and "Odd" in odd_run.exception  # recorded, not left empty
+    assert not [e for e in views.watchdog_errors(store, store.now()) if e["kind"] == "rejected"]
+
+
+def test_nan_and_inf_progress_never_stop_the_monitor_from_stopping_a_stuck_run_beside_it(
+    worker: PreforkWorker,
+) -> None:
+    wd, store = runtime(worker)
+    hostile = worker.task("hostile_numbers").delay(6)
+    stuck = worker.task("sleep_watched").delay()
+    with Passes(wd) as passes:
+        found = wait_for(
+            lambda: next((f for f in passes.findings() if f.run.task_id == stuck.id), None),
+            timeout=30, what="the stuck run found",
+        )  # fmt: skip
+        assert hostile.get(timeout=30) == "done"
+    assert found.kind == "stuck" and "revoked" in found.actions
+    assert not passes.errors
+    # A record an older version (or a hand) left with NaN in it is read around, not crashed on.
+    runkey = next(iter(store.r.zrange(f"{wd.settings.key_prefix}:running", 0, 0)), None)
+    if runkey:
+        store.r.hset(f"{wd.settings.key_prefix}:run:{runkey}", mapping={
+            "processed": "nan", "total": "inf", "started": "nan", "last_progress": "-inf"})
+    for args in (("status",), ("tasks",), ("task", hostile.id), ("workers",), ("check",)):
+        for extra in ((), ("--json",)):
+            out = celery(*args, *extra, redis_url=worker.redis_url, prefix=worker.prefix,
+                         conf=FAST)  # fmt: skip
+            assert out.returncode in (0, 1), (args, out.stderr)
+            assert "Traceback" not in out.stderr and "NaN" not in out.stdout
+            assert "Infinity" not in out.stdout
+    doc = views.task_doc(store, wd, hostile.id)
+    assert doc["watchdog"]["processed"] is None or math.isfinite(doc["watchdog"]["processed"])
+
+
+def _ended(store: Store, task_id: str, state: str) -> Any:
+    return next((r for r in store.task(task_id) if r.state == state), None)
+
+
+# -- secrets and escapes, end to end ----------------------------------------------------------
+
+
+def test_a_secret_in_args_step_and_error_is_in_no_record_command_or_alert(
+    worker: PreforkWorker,
+) -> None:
+    from celery_watchdog.testing import capture_alerts
+
+    wd, store = runtime(worker)
+    failing = worker.task("hostile_text").delay(DSN, 0.2)
+    stuck = worker.task("hostile_text").delay(DSN, 600)
+    with pytest.raises(ValueError):
+        failing.get(timeout=30)
+    with capture_alerts() as alerts:
+        found = wait_for(
+            lambda: next((f for f in run_pass(wd, store).findings
+                          if f.run.task_id == stuck.id), None),
+            timeout=30, interval=0.3, what="the stuck run found",
+        )  # fmt: skip
+    assert found.kind == "stuck"
+    assert alerts, "no alert for the stuck run"
+    shown = [json.dumps(a.as_dict(), default=str) + a.text() for a in alerts]
+    outputs = []
+    for args in (("status",), ("tasks",), ("task", failing.id), ("task", stuck.id),
+                 ("dlq", "list"), ("dlq", "show", stuck.id), ("incidents",)):  # fmt: skip
+        for extra in ((), ("--json",)):
+            out = celery(*args, *extra, redis_url=worker.redis_url, prefix=worker.prefix,
+                         conf=FAST)  # fmt: skip
+            assert "Traceback" not in out.stderr, (args, out.stderr)
+            outputs.append(out.stdout + out.stderr)
+    export = celery("dlq", "export", redis_url=worker.redis_url, prefix=worker.prefix, conf=FAST)
+    outputs.append(export.stdout)
+    records = _watchdog_records(store, wd.settings.key_prefix)
+    for secret in SECRETS:
+        for where, text in [("alert", s) for s in shown] + [("cli", o) for o in outputs] + [
+            ("redis", r) for r in records
+        ]:
+            assert secret not in text, f"{secret!r} leaked into {where}: {text[:300]!r}"
+    for text in outputs:
+        assert "\x1b" not in text and "\x07" not in text and "\r" not in text
+
+
+def _watchdog_records(store: Store, prefix: str) -> list[str]:
+    """Every value the watchdog keeps, except the original messages kept for replay (a
+    replay needs the arguments as sent: they live in the broker's queue anyway)."""
+    out = []
+    for key in store.r.scan_iter(match=f"{prefix}:*", count=1000):
+        if key.startswith(f"{prefix}:msg:"):
+            continue
+        kind = store.r.type(key)
+        if kind == "string":
+            out.append(f"{key}={store.r.get(key)}")
+        elif kind == "hash":
+            doc = store.r.hgetall(key)
+            doc.pop("message", None)  # a dead letter's replay copy of the original message
+            out.append(f"{key}={doc}")
+        elif kind == "list":
+            out.append(f"{key}={store.r.lrange(key, 0, -1)}")
+        elif kind == "set":
+            out.append(f"{key}={store.r.smembers(key)}")
+        elif kind == "zset":
+            out.append(f"{key}={store.r.zrange(key, 0, -1)}")
+    return out
+
+
+# -- requeue means requeue --------------------------------------------------------------------
+
+
+def test_the_only_worker_killed_mid_idempotent_run_is_requeued_and_runs_on_a_new_worker(
+    redis_url: str,
+) -> None:
+    first = PreforkWorker(redis_url, conf=FAST)
+    second = PreforkWorker(redis_url, prefix=first.prefix, conf=FAST)
+    second.name = f"second-{first.prefix}@{socket.gethostname()}"
+    try:
+        first.start()
+        wd, store = runtime(first)
+        result = first.task("idem_sleep").delay(f"key-{uuid.uuid4().hex}", 120)
+        wait_for(lambda: store.message(result.id), what="its original message kept")
+        os.killpg(first.main_pid, signal.SIGKILL)
+        first.stop(check=False)
+        time.sleep(3 * FAST["watchdog_snapshot_interval"] + 1)  # its snapshot expires
+        second.start()
+        found = wait_for(
+            lambda: next((f for f in run_pass(wd, store).findings
+                          if f.run.task_id == result.id), None),
+            timeout=30, interval=0.3, what="the lost run settled",
+        )  # fmt: skip
+        assert found.kind == "lost"
+        assert found.action == "requeued", found.detail
+        assert found.new_task_id
+        again = first.app.AsyncResult(found.new_task_id)
+        assert again.get(timeout=30) == "ran again"
+        assert store.message(result.id) is None  # decided: the saved copy is gone
+        assert store.dlq_count() == 0
+    finally:
+        second.stop(check=False)
+        first.stop(check=False)
+
+
+# -- one clock for the monitor too ------------------------------------------------------------
+
+SKEW = """
+import time as _time
+
+_real = _time.time
+_time.time = lambda: _real() + {skew}
+"""
+
+
+class SkewedWorker(PreforkWorker):
+    """A worker whose ``time.time()`` runs ``skew`` seconds ahead (a sitecustomize)."""
+
+    def __init__(self, *args: Any, skew: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.site = Path(tempfile.mkdtemp(prefix="watchdog-skew-"))
+        (self.site / "sitecustomize.py").write_text(SKEW.format(skew=skew))
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env["PYTHONPATH"] = os.pathsep.join([str(self.site), env["PYTHONPATH"]])
+        return env
+
+
+def test_a_worker_whose_clock_runs_30_s_ahead_of_beats_still_runs_every_check(
+    redis_url: str, tmp_path: Path
+) -> None:
+    conf = {**FAST, "watchdog_check_interval": 1.0}
+    with SkewedWorker(redis_url, conf=conf, skew=30) as w:
+        wd, store = runtime(w)
+        beat = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "tests.workerapp", "beat",
+             "-s", str(tmp_path / "schedule"), "--loglevel=INFO"],
+            cwd=REPO_ROOT, env=PreforkWorker.env(w) | {"PYTHONPATH": str(REPO_ROOT)},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        try:
+            first = wait_for(lambda: store.last_pass().get("at"), timeout=30,
+                             what="a check run by the skewed worker")  # fmt: skip
+            wait_for(lambda: store.last_pass().get("at") != first, timeout=15,
+                     what="a second check")  # fmt: skip
+            status = views.status_doc(store, wd)
+            assert status["watchdog"]["blind"] is None
+            time.sleep(2)
+        finally:
+            assert not stop_process_group(beat)
+        rows = views.tasks_doc(store, wd)
+        assert not [t for t in rows.values() if t["name"].startswith("celery_watchdog.")]
+        discarded = [line for line in w.log_text().splitlines()
+                     if "expired" in line.lower() and "celery_watchdog.check" in line]  # fmt: skip
+        assert not discarded
