@@ -23,6 +23,8 @@ _MAX_STR = 80
 _SCAN = 64 * 1024  # free text is cut to this before any regex runs: a 50 MB message costs ms
 _TAIL = 4096  # a cut inside a token (a URL, a key) drops that token whole when it is this short
 
+# No rule removes a lone backslash (a value stops before one, a quoted value takes escapes
+# whole), so text that is JSON (a stack) stays JSON once scrubbed.
 # A token starts where no token character precedes it. Every pattern below begins with a
 # literal or this guard, and each of its repeats stops at a character the next part needs, so
 # a scan is linear in the text: no input makes these regexes backtrack catastrophically.
@@ -49,9 +51,11 @@ def _query_value(m: re.Match[str]) -> str:
 
 
 def _pair_value(m: re.Match[str]) -> str:
+    # Quotes stay as they were (also escaped ones, inside JSON): only what they held goes.
     value = m.group(2)
-    quote = value[0] if value[0] in "'\"" else ""
-    return m.group(1) + quote + REDACTED + (quote if value.endswith(quote) and quote else "")
+    quote = value[:2] if value[0] == "\\" else value[0] if value[0] in "'\"" else ""
+    closed = bool(quote) and len(value) > len(quote) and value.endswith(quote)
+    return m.group(1) + quote + REDACTED + (quote if closed else "")
 
 
 # Each rule: the substrings (looked for in the lower-cased text when the flag says so) without
@@ -76,7 +80,7 @@ VALUE_RULES: tuple[Rule, ...] = (
     # ?password=…&access_token=… in URLs and query strings.
     (
         ("=",), False,
-        re.compile(r"([?&;][A-Za-z0-9_.\-]{0,64}=)(?!\[redacted\])[^&#\s'\"]{1,1024}"),
+        re.compile(r"([?&;][A-Za-z0-9_.\-]{0,64}=)(?!\[redacted\])[^&#\s'\"\\]{1,1024}"),
         _query_value,
     ),
     (
@@ -85,7 +89,7 @@ VALUE_RULES: tuple[Rule, ...] = (
             r"(authorization[\"']?\s{0,8}[:=]\s{0,8}[\"']?"
             r"(?:(?:bearer|basic|token|digest|apikey|key)\s{1,8})?)"
             r"(?!\[redacted\]|(?:bearer|basic|token|digest|apikey|key)\s{1,8}\[redacted\])"
-            r"[^\s\"',;]{1,4096}",
+            r"[^\s\"',;\\]{1,4096}",
             re.I,
         ),
         r"\1" + REDACTED,
@@ -114,8 +118,9 @@ VALUE_RULES: tuple[Rule, ...] = (
     (
         ("pass", "pwd", "secret", "token", "key", "credential"), True,
         re.compile(
-            r"(" + _SECRET_WORDS + r"[\w\-]{0,30}[\"']?\s{0,4}[:=]\s{0,4})(?!\[redacted\])"
-            r"(\"[^\"\n]{0,1024}\"?|'[^'\n]{0,1024}'?|[^\s\"',;&)}\]]{1,1024})",
+            r"(" + _SECRET_WORDS + r"[\w\-]{0,30}\\?[\"']?\s{0,4}[:=]\s{0,4})(?!\[redacted\])"
+            r"(\"(?:[^\"\\\n]|\\.){0,1024}\"?|'(?:[^'\\\n]|\\.){0,1024}'?"
+            r"|\\[\"'][^\"'\\\n]{0,1024}(?:\\[\"'])?|[^\s\"',;&)}\]\\]{1,1024})",
             re.I,
         ),
         _pair_value,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -244,3 +245,16 @@ def test_no_input_makes_the_rules_backtrack_catastrophically(text: str) -> None:
     started = time.perf_counter()
     R.text(text)
     assert time.perf_counter() - started < 0.3
+
+
+def test_json_text_stays_valid_json_once_scrubbed() -> None:
+    # A stack or a details document is stored as JSON text: scrubbing it must not break it.
+    doc = {
+        "frames": [{"line": 'conn = connect("postgres://app:pg-pw@db/x")',
+                    "locals": {"cfg": '{"password": "hunter2", "n": 1}', "tok": "a?token=t\\\"q"},
+                    "text": "password=\"s3cret\" Authorization: Bearer 0a1b2c3d4e5f"}],
+    }  # fmt: skip
+    shown = R.text(json.dumps(doc))
+    assert json.loads(shown)  # still JSON
+    for secret in ("pg-pw", "hunter2", "s3cret", "0a1b2c3d4e5f"):
+        assert secret not in shown
