@@ -17,9 +17,7 @@ NONE = "-"
 # What a terminal acts on instead of printing: C0 controls but newline and tab, DEL, C1
 # (0x9b is a one-byte CSI), the bidi overrides and isolates that reorder what follows (the
 # "Trojan Source" characters), and lone surrogates (no terminal or encoder takes them).
-_UNSAFE = re.compile(
-    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
-)
+_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _NAMED = {"\r": "\\r", "\x0b": "\\v", "\x0c": "\\f"}
 
 
