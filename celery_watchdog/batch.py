@@ -18,7 +18,7 @@ from .redact import Redactor
 SAMPLE = 10  # short successful runs written in full per task name and flush
 RUNTIMES = 200  # runtimes kept per tally (the percentiles' sample)
 # Free text a task controls, where a secret can sit by value (a DSN in an error message).
-SCRUBBED = ("exception", "traceback", "step", "stack")
+SCRUBBED = ("exception", "traceback", "step")
 
 
 class Tally:
@@ -85,8 +85,9 @@ class Batcher:
         for key in SCRUBBED:
             value = event.get(key)
             if value is not None:
-                # A stack is JSON read back whole: scrubbed, never cut.
-                event[key] = text(value, None if key == "stack" else storable.LIMITS.get(key))
+                event[key] = text(value, storable.LIMITS.get(key))
+        if event.get("stack") is not None:  # JSON read back whole: scrubbed, never cut
+            event["stack"] = self.redactor.scrub(event["stack"])
         return event
 
     def end_event(self, h: RunHandle, now: float) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from celery.bin.base import CeleryCommand, CeleryOption
 from . import redis_errors, render, views
 from .activation import Watchdog, install
 from .config import ConfigError, mask_url
+from .humanize import finite
 from .store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -122,7 +123,8 @@ def json_option(fn: F) -> F:
 
 
 def echo_json(doc: Any) -> None:
-    click.echo(json.dumps(doc, indent=2, default=str))
+    # Strict JSON: no NaN or Infinity that other parsers reject (a task controls some values).
+    click.echo(json.dumps(finite(doc), indent=2, default=str, allow_nan=False))
 
 
 @click.group(name="watchdog", cls=click.Group)

@@ -12,6 +12,7 @@ from typing import Any
 import click
 from celery.bin.base import CeleryOption
 
+from . import redis_errors
 from .cli import WatchdogCommand, echo_json, json_option, open_session, watchdog
 from .humanize import finite, printable
 from .monitor import PassReport, run_pass
@@ -77,7 +78,8 @@ def monitor(ctx: click.Context, interval: float | None, passes: int, **_: Any) -
             if report.findings or report.blind or report.notices:
                 click.echo(_render(report))
         except Exception as exc:  # keep watching; a Redis blip must not end the loop
-            click.echo(printable(f"pass failed: {exc}"), err=True)
+            click.echo(printable(f"pass failed: {redis_errors.describe(exc, session.url)}"),
+                       err=True)  # fmt: skip
         done += 1
         if passes and done >= passes:
             break

@@ -166,6 +166,7 @@ class Handler:
             kind=c.verdict.health, reason=c.verdict.reason, run=c.run,
             action=c.done[-1] if c.done else "none", actions=tuple(c.done), detail=c.detail,
             diagnosis=c.where, new_task_id=c.new_id,
+            replayable=bool(c.message and c.message.get("body")),
         )  # fmt: skip
         if self._events_on():
             self._safely(actions.announce, self.app, c.run, c.verdict)

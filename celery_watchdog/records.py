@@ -283,10 +283,12 @@ class Finding:
     detail: str = ""  # e.g. the new task id, why nothing was done
     diagnosis: str | None = None  # where it waits, CPU busy or idle
     new_task_id: str | None = None
+    replayable: bool = True  # a dead letter that kept its original message (replay can work)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
+            "replayable": self.replayable,
             "reason": self.reason,
             "action": self.action,
             "actions": list(self.actions),

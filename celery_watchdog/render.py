@@ -185,7 +185,23 @@ def workers_text(doc: Mapping[str, Mapping[str, Any]], now: float) -> str:
         text += "\n\nActive tasks:\n" + table(
             ["ID", "NAME", "WORKER", "PID", "STARTED", "CPU", "ARGS"], active
         )
+    errors = [{"source": host, "kind": kind, **info}
+              for host, w in doc.items() for kind, info in w["watchdog"].get("errors", {}).items()]
+    if errors:
+        text += "\n\n" + "\n".join(_errors_lines(errors, now, limit=20))
     return printable(text)
+
+
+def _errors_lines(errors: Any, now: float, limit: int = 5) -> list[str]:
+    """``watchdog errors: 12 flush errors on celery@web-1 in the last hour, last: …``."""
+    lines = []
+    for e in list(errors)[:limit]:
+        count = e.get("count_1h") or 0
+        when = f"{count} {e['kind']} error{'s' if count != 1 else ''} in the last hour"
+        if not count:
+            when = f"{e['kind']} errors, the last {ago(e.get('last_at'), now)}"
+        lines.append(f"WATCHDOG ERRORS: {when} on {e['source']}, last: {cut(e.get('last'), 120)}")
+    return lines
 
 
 def status_text(doc: Mapping[str, Any], now: float) -> str:
@@ -200,6 +216,12 @@ def status_text(doc: Mapping[str, Any], now: float) -> str:
         head += f"; {watch['dead_letters']} dead-lettered (celery watchdog dlq list)"
     if watch.get("open_incidents"):
         head += f"\nIncidents: {watch['open_incidents']} open (celery watchdog incidents)"
+    if watch.get("doubt"):
+        head += f"\nWAITING FOR WORKERS: {watch['doubt']} (no run is judged lost or stuck now)"
+    for line in _errors_lines(watch.get("errors") or (), now):
+        head += "\n" + line
+    if watch.get("unreadable"):
+        head += f"\nUNREADABLE RECORDS: {watch['unreadable']} skipped (see the worker logs)"
     for ch in watch.get("alert_channels") or ():
         if not ch["ok"]:
             head += (

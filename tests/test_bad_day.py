@@ -115,8 +115,33 @@ def test_a_20_second_redis_freeze_judges_no_heartbeating_run_lost_or_stuck(redis
         doc = views.tasks_doc(store, wd)
         assert {doc[i]["state"] for i in ids} == {"SUCCESS"}
         assert {doc[i]["watchdog"]["health"] for i in ids} == {"ok"}
-        stats = views.status_doc(store, wd)["tasks"]["tests.workerapp.beat_for"]
-        assert stats["success_rate_1h"] == 1.0
+        status = views.status_doc(store, wd)
+        assert status["tasks"]["tests.workerapp.beat_for"]["success_rate_1h"] == 1.0
+        # The watchdog says what it went through: its own errors, per worker and kind.
+        errors = wait_for(
+            lambda: views.workers_doc(store)[w.name]["watchdog"]["errors"], timeout=15,
+            what="the worker's own errors reported",
+        )  # fmt: skip
+        assert {"flush", "snapshot"} & set(errors), errors
+        assert all(e["count_1h"] >= 1 and e["last"] for e in errors.values())
+        assert views.status_doc(store, wd)["watchdog"]["errors"]
+
+
+def test_an_unreachable_watchdog_redis_is_reported_once_at_start_up_and_tasks_still_run(
+    redis_url: str,
+) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
+    with PreforkWorker(redis_url, conf={**FAST, "watchdog_redis_url": dead}) as w:
+        assert w.task("add").delay(2, 3).get(timeout=30) == 5
+        line = wait_for(
+            lambda: [x for x in w.log_text().splitlines() if "cannot use its Redis" in x],
+            timeout=20, what="the start-up error",
+        )  # fmt: skip
+        assert len(line) == 1 and "127.0.0.1" in line[0]
+        assert "unreachable" in line[0] or "cannot reach" in line[0] or "refused" in line[0]
+        assert w.task("add").delay(3, 4).get(timeout=30) == 7
 
 
 def _server_pid(redis_url: str) -> int:

@@ -130,7 +130,7 @@ class Alert:
         )  # fmt: skip
         next_step = wording.next_step(
             finding.kind, finding.action, task_id=run.task_id, idempotent=policy.idempotent,
-            new_task_id=finding.new_task_id, app_name=app_name,
+            new_task_id=finding.new_task_id, app_name=app_name, replayable=finding.replayable,
         )  # fmt: skip
         return cls(
             kind=finding.kind, summary=text(summary), task_id=run.task_id,

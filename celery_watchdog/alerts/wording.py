@@ -96,9 +96,19 @@ def next_step(
     idempotent: bool,
     new_task_id: str | None,
     app_name: str,
+    replayable: bool = True,
 ) -> str:
-    """The next safe thing a person can do, as a command where there is one."""
+    """The next safe thing a person can do, as a command where there is one.
+
+    Only what the system can do is promised: a dead letter without its original message
+    cannot be replayed, whatever the task's idempotency.
+    """
     cli = f"celery -A {app_name} watchdog"
+    if action == "dead_lettered" and not replayable:
+        return (
+            "cannot be replayed: its original message was not kept; run it again by hand with "
+            f"the arguments shown by {cli} dlq show {task_id}"
+        )
     if action == "dead_lettered":
         if idempotent:
             return f"safe to replay: task is idempotent — {cli} dlq replay {task_id}"

@@ -32,8 +32,9 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
 local stamp = string.format('%.6f', now)
 -- Healthy workers snapshot every few seconds: silence from all of them longer than the gap
 -- means nobody could write (a frozen or full Redis, a failover), not that everyone died.
+-- (No pulse at all is a first start or a wiped store: the monitor reads that silence itself.)
 local pulse = tonumber(redis.call('GET', p .. ':pulse') or '')
-if gap and (not pulse or now - pulse > gap) then
+if gap and pulse and now - pulse > gap then
   redis.call('SET', p .. ':outage', stamp, 'EX', 86400)
 end
 redis.call('SET', p .. ':pulse', stamp, 'EX', 86400)
