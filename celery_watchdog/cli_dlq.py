@@ -54,7 +54,7 @@ def list_(ctx: click.Context, task: str | None, limit: int | None, as_json: bool
     """Dead-letter entries, newest first."""
     session = open_session(ctx)
     now = session.store.now()
-    found = deadletters.entries(session.store, task=task)
+    found = deadletters.entries(session.store, task=task, with_message=False)
     if as_json:
         shown = found[:limit]
         echo_json({e.task_id: e.to_doc(session.wd.redactor) for e in shown})

@@ -363,3 +363,38 @@ def test_a_worker_whose_clock_runs_30_s_ahead_of_beats_still_runs_every_check(
         discarded = [line for line in w.log_text().splitlines()
                      if "expired" in line.lower() and "celery_watchdog.check" in line]  # fmt: skip
         assert not discarded
+
+
+# -- a huge argument ---------------------------------------------------------------------------
+
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the (big) test process.
+MAXRSS = """
+import atexit, re, runpy, sys
+hwm = lambda: re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1)
+atexit.register(lambda: print("MAXRSS_KB", hwm(), file=sys.stderr))
+sys.argv = ["celery", "-A", "tests.workerapp", "watchdog", *sys.argv[1:]]
+runpy.run_module("celery", run_name="__main__")
+"""
+
+
+def test_a_50_mb_message_in_the_dead_letter_queue_is_listed_without_loading_it(
+    redis_url: str, tmp_path: Path
+) -> None:
+    prefix = f"wdhuge-{uuid.uuid4().hex[:8]}"
+    app_store = Store(redis.Redis.from_url(redis_url, decode_responses=True), prefix)
+    body = "A" * (50 * 1024 * 1024)
+    app_store.dlq_add({"id": "huge-1", "name": "tests.workerapp.sleep", "verdict": "stuck",
+                       "reason": "test", "message": {"body": body, "task": "x"},
+                       "dead_lettered_at": app_store.now(), "state": "dead"})  # fmt: skip
+    del body
+    script = tmp_path / "maxrss.py"
+    script.write_text(MAXRSS)
+    env = dict(os.environ, WATCHDOG_TEST_REDIS_URL=redis_url, WATCHDOG_TEST_PREFIX=prefix,
+               WATCHDOG_TEST_CONF="{}", PYTHONPATH=str(REPO_ROOT))  # fmt: skip
+    for extra in ((), ("--json",)):
+        out = subprocess.run([sys.executable, str(script), "dlq", "list", *extra], cwd=REPO_ROOT,
+                             env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert "huge-1" in out.stdout and len(out.stdout) < 100_000
+        rss_mb = int(out.stderr.rsplit("MAXRSS_KB", 1)[1].split()[0]) / 1024
+        assert rss_mb < 150, f"dlq list used {rss_mb:.0f} MB for one 50 MB entry"

@@ -49,7 +49,7 @@ def make_entry(
     }  # fmt: skip
 
 
-_INTS = frozenset({"deliveries", "pid", "processed", "total"})
+_INTS = frozenset({"deliveries", "pid", "processed", "total", "message_size"})
 # The text an entry holds that a task (or an older version that stored it unscrubbed) wrote.
 _TEXTS = ("name", "verdict", "reason", "diagnosis", "queue", "args", "kwargs", "first_error",
           "last_error", "traceback", "worker", "step")  # fmt: skip
@@ -100,6 +100,7 @@ class DeadLetter:
     dead_lettered_at: float | None = None
     idempotent: bool = False
     audit: tuple[dict[str, Any], ...] = ()
+    message_size: int | None = None  # read without its message (a list): how big it is
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> DeadLetter:
@@ -113,6 +114,8 @@ class DeadLetter:
 
     @property
     def replayable(self) -> bool:
+        if self.message is None and self.message_size is not None:
+            return self.message_size > 2  # a JSON message, not "null" (read without it)
         return bool(self.message and self.message.get("body"))
 
     @property
@@ -169,10 +172,18 @@ def _task_names(signatures: Any) -> list[str]:
     return [str(s.get("task")) for s in signatures or () if isinstance(s, dict)]
 
 
-def entries(store: Store, *, task: str | None = None, limit: int | None = None) -> list[DeadLetter]:
-    """Entries newest first; ``task`` is a name or a glob such as ``reports.*``."""
+def entries(
+    store: Store, *, task: str | None = None, limit: int | None = None,
+    with_message: bool = True,
+) -> list[DeadLetter]:  # fmt: skip
+    """Entries newest first; ``task`` is a name or a glob such as ``reports.*``.
+
+    ``with_message=False`` for listings: a message can be megabytes, and a list needs only
+    whether it was kept.
+    """
     ids = store.dlq_ids(0, DLQ_MAX)
-    found = [DeadLetter.from_doc(d) for d in store.dlq_get_many(ids) if d]
+    docs = store.dlq_get_many(ids, with_message=with_message)
+    found = [DeadLetter.from_doc(d) for d in docs if d]
     if task:
         found = [e for e in found if fnmatch.fnmatchcase(e.name, task)]
     return found[:limit]

@@ -20,6 +20,20 @@ from .runs import glob_escape
 DLQ_MAX = 10000
 DLQ_RETENTION = 14 * 86400
 _JSON_FIELDS = ("message", "audit")
+# An entry's fields but its message (read-only; one key), and the message's size.
+_WITHOUT_MESSAGE = """
+local want = {}
+for _, k in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if k ~= 'message' then want[#want + 1] = k end
+end
+if #want == 0 then return {} end
+local values = redis.call('HMGET', KEYS[1], unpack(want))
+local out = {}
+for i, k in ipairs(want) do out[#out + 1] = k; out[#out + 1] = values[i] end
+out[#out + 1] = 'message_size'
+out[#out + 1] = tostring(redis.call('HSTRLEN', KEYS[1], 'message'))
+return out
+"""
 
 
 class DeadLetterStore:
@@ -99,13 +113,26 @@ class DeadLetterStore:
     def dlq_get(self, task_id: str) -> dict[str, Any] | None:
         return self.dlq_get_many([task_id])[0]
 
-    def dlq_get_many(self, task_ids: list[str]) -> list[dict[str, Any] | None]:
-        """Entries in the order asked, None for those gone (one round trip)."""
+    def dlq_get_many(
+        self, task_ids: list[str], with_message: bool = True
+    ) -> list[dict[str, Any] | None]:
+        """Entries in the order asked, None for those gone (one round trip).
+
+        ``with_message=False``: without the original message (which may be megabytes: a list
+        of entries must not load every payload), its size in ``message_size`` instead.
+        """
         pipe = self.r.pipeline(transaction=False)
         for task_id in task_ids:
-            pipe.hgetall(f"{self.p}:dlq:{task_id}")
+            key = f"{self.p}:dlq:{task_id}"
+            if with_message:
+                pipe.hgetall(key)
+            else:
+                pipe.eval(_WITHOUT_MESSAGE, 1, key)
+        replies = pipe.execute() if task_ids else []
+        if not with_message:
+            replies = [dict(zip(r[::2], r[1::2], strict=True)) if r else {} for r in replies]
         out: list[dict[str, Any] | None] = []
-        for doc in pipe.execute() if task_ids else []:
+        for doc in replies:
             for k in _JSON_FIELDS:
                 if k in doc:
                     doc[k] = json.loads(doc[k])
