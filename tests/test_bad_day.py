@@ -127,6 +127,31 @@ def test_a_20_second_redis_freeze_judges_no_heartbeating_run_lost_or_stuck(redis
         assert views.status_doc(store, wd)["watchdog"]["errors"]
 
 
+def test_a_full_redis_makes_no_running_run_look_lost_or_stuck_and_check_says_so(
+    redis_url: str,
+) -> None:
+    with PreforkWorker(redis_url, conf=FAST) as w:
+        wd, store = runtime(w)
+        result = w.task("beat_for").delay(14)
+        wait_for(lambda: store.running(), what="the run recorded")
+        store.r.config_set("maxmemory-policy", "noeviction")
+        store.r.config_set("maxmemory", "1")  # every write refused: OOM
+        try:
+            time.sleep(6)  # past the snapshot's lifetime and the 3 s heartbeat_timeout
+            doc = views.tasks_doc(store, wd)
+            assert doc[result.id]["watchdog"]["health"] == "ok", doc[result.id]["watchdog"]
+            status = views.status_doc(store, wd)
+            assert status["watchdog"]["doubt"]
+            out = celery("check", redis_url=w.redis_url, prefix=w.prefix, conf=FAST)
+            assert out.returncode == 2 and "out of memory" in out.stderr, out.stderr
+            assert "Traceback" not in out.stderr
+        finally:
+            store.r.config_set("maxmemory", "0")
+        assert result.get(timeout=30) == 70
+        assert not [f for _ in range(3) for f in run_pass(wd, store).findings
+                    if f.run.task_id == result.id]  # fmt: skip
+
+
 def test_an_unreachable_watchdog_redis_is_reported_once_at_start_up_and_tasks_still_run(
     redis_url: str,
 ) -> None:
@@ -197,15 +222,26 @@ def test_nan_and_inf_progress_never_stop_the_monitor_from_stopping_a_stuck_run_b
     if runkey:
         store.r.hset(f"{wd.settings.key_prefix}:run:{runkey}", mapping={
             "processed": "nan", "total": "inf", "started": "nan", "last_progress": "-inf"})
-    for args in (("status",), ("tasks",), ("task", hostile.id), ("workers",), ("check",)):
+    commands = [("status",), ("tasks",), ("task", hostile.id), ("workers",), ("check",)]
+    for out in every_output(worker, commands):
+        assert out.returncode in (0, 1), out.stderr
+        assert "NaN" not in out.stdout and "Infinity" not in out.stdout
+    doc = views.task_doc(store, wd, hostile.id)
+    assert doc["watchdog"]["processed"] is None or math.isfinite(doc["watchdog"]["processed"])
+
+
+def every_output(
+    worker: PreforkWorker, commands: list[tuple[str, ...]]
+) -> list[subprocess.CompletedProcess[str]]:
+    """Each ``celery watchdog`` command as people and scripts run it (text, then --json)."""
+    outs = []
+    for args in commands:
         for extra in ((), ("--json",)):
             out = celery(*args, *extra, redis_url=worker.redis_url, prefix=worker.prefix,
                          conf=FAST)  # fmt: skip
-            assert out.returncode in (0, 1), (args, out.stderr)
-            assert "Traceback" not in out.stderr and "NaN" not in out.stdout
-            assert "Infinity" not in out.stdout
-    doc = views.task_doc(store, wd, hostile.id)
-    assert doc["watchdog"]["processed"] is None or math.isfinite(doc["watchdog"]["processed"])
+            assert "Traceback" not in out.stderr, (args, out.stderr)
+            outs.append(out)
+    return outs
 
 
 def _ended(store: Store, task_id: str, state: str) -> Any:
@@ -234,14 +270,9 @@ def test_a_secret_in_args_step_and_error_is_in_no_record_command_or_alert(
     assert found.kind == "stuck"
     assert alerts, "no alert for the stuck run"
     shown = [json.dumps(a.as_dict(), default=str) + a.text() for a in alerts]
-    outputs = []
-    for args in (("status",), ("tasks",), ("task", failing.id), ("task", stuck.id),
-                 ("dlq", "list"), ("dlq", "show", stuck.id), ("incidents",)):  # fmt: skip
-        for extra in ((), ("--json",)):
-            out = celery(*args, *extra, redis_url=worker.redis_url, prefix=worker.prefix,
-                         conf=FAST)  # fmt: skip
-            assert "Traceback" not in out.stderr, (args, out.stderr)
-            outputs.append(out.stdout + out.stderr)
+    commands = [("status",), ("tasks",), ("task", failing.id), ("task", stuck.id),
+                ("dlq", "list"), ("dlq", "show", stuck.id), ("incidents",)]  # fmt: skip
+    outputs = [out.stdout + out.stderr for out in every_output(worker, commands)]
     export = celery("dlq", "export", redis_url=worker.redis_url, prefix=worker.prefix, conf=FAST)
     outputs.append(export.stdout)
     records = _watchdog_records(store, wd.settings.key_prefix)

@@ -355,3 +355,37 @@ def test_mask_url_hides_passwords_and_tokens_and_keeps_the_rest(url: str, masked
 def test_mask_url_never_raises_and_never_shows_a_password(odd: str) -> None:
     assert ":p@" not in mask_url(odd)
     assert mask_url(None) == "***"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("timeout", ["abc", float("nan"), float("inf"), -1, True, [30]])
+def test_a_step_with_a_bad_timeout_is_refused_naming_the_task(timeout: object) -> None:
+    from celery import Celery
+
+    from celery_watchdog import WatchedTask
+
+    app = Celery("steps", set_as_current=False)
+
+    @app.task(base=WatchedTask, bind=True, name="reports.build", shared=False)
+    def build(self: WatchedTask) -> None:
+        with self.step("fetch rows", timeout=timeout):  # type: ignore[arg-type]
+            pass
+
+    with pytest.raises(ConfigError) as raised:
+        build.run()
+    message = str(raised.value)
+    assert "reports.build" in message and "fetch rows" in message and "\n" not in message
+
+
+def test_a_step_timeout_written_as_a_duration_is_taken() -> None:
+    from celery import Celery
+
+    from celery_watchdog import WatchedTask
+
+    app = Celery("steps", set_as_current=False)
+
+    @app.task(base=WatchedTask, bind=True, name="reports.ok", shared=False)
+    def ok(self: WatchedTask) -> str:
+        with self.step("fetch rows", timeout="30"), self.step("write", timeout="5m"):
+            return "done"
+
+    assert ok.run() == "done"
