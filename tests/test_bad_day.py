@@ -346,10 +346,26 @@ def test_the_only_worker_killed_mid_idempotent_run_is_requeued_and_runs_on_a_new
 # -- one clock for the monitor too ------------------------------------------------------------
 
 SKEW = """
+import datetime as _dt
 import time as _time
 
 _real = _time.time
 _time.time = lambda: _real() + {skew}
+_Real = _dt.datetime
+
+
+class _Skewed(_Real):
+    # Celery compares ``expires`` with datetime.now(): it must run ahead too.
+    @classmethod
+    def now(cls, tz=None):
+        return _Real.now(tz) + _dt.timedelta(seconds={skew})
+
+    @classmethod
+    def utcnow(cls):
+        return _Real.utcnow() + _dt.timedelta(seconds={skew})
+
+
+_dt.datetime = _Skewed
 """
 
 
