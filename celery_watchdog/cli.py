@@ -26,8 +26,9 @@ from celery.bin.base import CeleryCommand, CeleryOption
 
 from . import redis_errors, render, views
 from .activation import Watchdog, install
-from .config import ConfigError, mask_url
+from .config import ConfigError
 from .humanize import finite
+from .masking import mask_url
 from .store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -12,6 +12,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from . import durations
+
 NONE = "-"
 
 # What a terminal acts on instead of printing: C0 controls but newline and tab, DEL, C1
@@ -136,23 +138,16 @@ def fields(pairs: Sequence[tuple[str, object]]) -> str:
     return "\n".join(lines)
 
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 MAX_DURATION = 10 * 365 * 86400.0  # ten years: anything longer is a typo, or "forever"
 
 
 def parse_duration(text: str) -> float:
-    """``"30m"`` -> 1800.0; units s, m, h, d, w; a bare number is seconds. ValueError if bad
-    (not a number, ``inf`` or ``nan``, zero or less, or more than ten years)."""
-    value = text.strip().lower()
-    unit = value[-1:] if value[-1:] in _UNITS else "s"
-    number = value[:-1] if value[-1:] in _UNITS else value
+    """``"30m"`` -> 1800.0 (:mod:`.durations` reads it); ValueError if bad (not a duration,
+    ``inf`` or ``nan``, zero or less, or more than ten years)."""
     shown = printable(repr(text))
-    try:
-        seconds = float(number) * _UNITS[unit]
-    except ValueError:
-        raise ValueError(f"{shown} is not a duration: expected e.g. 90s, 30m, 2h or 1d") from None
-    if not math.isfinite(seconds):
-        raise ValueError(f"{shown} is not a duration: expected a finite number, e.g. 30m or 2h")
+    seconds = durations.parse_duration(text)
+    if seconds is None:
+        raise ValueError(f"{shown} is not a duration: expected e.g. 90s, 30m, 2h or 1d")
     if not seconds > 0:
         raise ValueError(f"{shown} is not a duration: it must be more than zero")
     if seconds > MAX_DURATION:

@@ -13,7 +13,7 @@ import re
 
 import redis
 
-from .config import mask_url, mask_urls, one_line
+from .masking import mask_url, mask_urls, one_line
 
 UNREACHABLE, TIMEOUT, AUTH = "unreachable", "timeout", "auth"
 OUT_OF_MEMORY, READ_ONLY, ERROR = "out_of_memory", "read_only", "error"

@@ -21,7 +21,7 @@ from celery import bootsteps
 from celery.worker import state as worker_state
 
 from . import activation, diagnosis, faults, redis_errors, rules
-from .config import mask_url
+from .masking import mask_url
 from .procfs import cpu_seconds, pid_alive
 from .store import RUNNING_TTL
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from celery_watchdog.config import ConfigError, Settings, mask_url, setting_docs, validate_timeout
+from celery_watchdog.config import ConfigError, Settings, setting_docs, validate_timeout
+from celery_watchdog.masking import mask_url
 
 
 def test_defaults_are_the_documented_contract() -> None:
