@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .humanize import printable
+from .storable import clean
 
 REDACTED = "[redacted]"
 _MAX_ITEMS = 20
@@ -136,15 +137,6 @@ _MAYBE = re.compile(
 )
 
 
-def storable(text: str) -> str:
-    """Text Redis and JSON take as it is: lone surrogates shown as ``\\udce9``, no NUL bytes."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text.replace("\x00", "") if "\x00" in text else text
-
-
 def _window(text: str, size: int) -> str:
     """The first ``size`` characters; a token the cut went through is dropped whole, so no
     rule sees half a secret (``…://admin:hunt``) that it could no longer recognise."""
@@ -215,7 +207,7 @@ class Redactor:
             raw = value if isinstance(value, str) else str(value)
             scan = _SCAN if limit is None else min(_SCAN, max(2 * limit, limit + _TAIL))
             head = _window(raw, scan)
-            text = self.scrub(storable(head))
+            text = self.scrub(clean(head))
             cap = scan if limit is None else limit
             if len(text) > cap or len(head) < len(raw):
                 text = text[: max(0, cap - 1)] + "…"
@@ -278,7 +270,7 @@ class Redactor:
 
     def _string(self, value: str) -> str:
         if len(value) > _MAX_STR:
-            shown = self.scrub(storable(_window(value, 4 * _MAX_STR)))[:_MAX_STR]
+            shown = self.scrub(clean(_window(value, 4 * _MAX_STR)))[:_MAX_STR]
             return repr(shown) + f"…(+{len(value) - _MAX_STR} chars)"
         # The common case (a word, a number, an id) skips the rules: without ":", "=", a space,
         # "_", "-" or "." only the AKIA/AIza key shapes could match, and they need an "A".

@@ -32,11 +32,16 @@ def text(value: object, limit: int = DEFAULT_LIMIT) -> str:
         s = f"<{type(value).__name__} (str() failed)>"
     if len(s) > limit:
         s = s[: max(0, limit - 1)] + "…"
+    return clean(s)
+
+
+def clean(s: str) -> str:
+    """Text Redis and JSON take as it is: lone surrogates shown as ``\\udce9``, no NUL bytes."""
     try:
         s.encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate: keep it visible, as its escape
         s = s.encode("utf-8", "backslashreplace").decode("utf-8")
-    return s
+    return s.replace("\x00", "") if "\x00" in s else s
 
 
 def number(value: object) -> int | float | None:

@@ -33,6 +33,7 @@ from celery_watchdog.records import Finding
 from celery_watchdog.store import Store
 from tests.helpers import REPO_ROOT, PreforkWorker, stop_process_group, wait_for
 from tests.test_cli import celery
+from tests.test_monitor import finding_for
 
 pytestmark = pytest.mark.timeout(180)
 FAST = {
@@ -262,12 +263,7 @@ def test_a_secret_in_args_step_and_error_is_in_no_record_command_or_alert(
     with pytest.raises(ValueError):
         failing.get(timeout=30)
     with capture_alerts() as alerts:
-        found = wait_for(
-            lambda: next((f for f in run_pass(wd, store).findings
-                          if f.run.task_id == stuck.id), None),
-            timeout=30, interval=0.3, what="the stuck run found",
-        )  # fmt: skip
-    assert found.kind == "stuck"
+        finding_for(wd, store, stuck.id, "stuck", timeout=30)
     assert alerts, "no alert for the stuck run"
     shown = [json.dumps(a.as_dict(), default=str) + a.text() for a in alerts]
     commands = [("status",), ("tasks",), ("task", failing.id), ("task", stuck.id),
@@ -326,12 +322,7 @@ def test_the_only_worker_killed_mid_idempotent_run_is_requeued_and_runs_on_a_new
         first.stop(check=False)
         time.sleep(3 * FAST["watchdog_snapshot_interval"] + 1)  # its snapshot expires
         second.start()
-        found = wait_for(
-            lambda: next((f for f in run_pass(wd, store).findings
-                          if f.run.task_id == result.id), None),
-            timeout=30, interval=0.3, what="the lost run settled",
-        )  # fmt: skip
-        assert found.kind == "lost"
+        found = finding_for(wd, store, result.id, "lost", timeout=30)
         assert found.action == "requeued", found.detail
         assert found.new_task_id
         again = first.app.AsyncResult(found.new_task_id)
