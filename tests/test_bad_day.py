@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import redis
 
-from celery_watchdog import install, views
+from celery_watchdog import install, render, views
 from celery_watchdog.activation import Watchdog
 from celery_watchdog.embedded import RedisServer
 from celery_watchdog.monitor import PassReport, run_pass
@@ -126,6 +126,10 @@ def test_a_20_second_redis_freeze_judges_no_heartbeating_run_lost_or_stuck(redis
         assert {"flush", "snapshot"} & set(errors), errors
         assert all(e["count_1h"] >= 1 and e["last"] for e in errors.values())
         assert views.status_doc(store, wd)["watchdog"]["errors"]
+        now = store.now()
+        for text in (render.workers_text(views.workers_doc(store, now=now), now),
+                     render.status_text(views.status_doc(store, wd, now=now), now)):  # fmt: skip
+            assert f"on {w.name}, last: " in text and "WATCHDOG ERRORS: " in text, text
 
 
 def test_a_full_redis_makes_no_running_run_look_lost_or_stuck_and_check_says_so(
