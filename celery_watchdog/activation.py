@@ -53,6 +53,7 @@ class Watchdog:
         )
         self._policies: dict[str, TaskPolicy] = {}
         self._monitor_store: tuple[int, Store] | None = None
+        self.budgets_checked: dict[str, float] = {}  # task name -> when the monitor learned
         self.alert_router: Any = None  # built on first use by notify.router_of()
 
     def store(self) -> Store:

@@ -25,6 +25,7 @@ from .store import Store
 
 logger = logging.getLogger("celery_watchdog")
 BLIND_AFTER = 3  # intervals without a completed pass
+RELEARN = 300.0  # seconds before a task name's budgets are looked at again by this process
 
 
 @dataclass
@@ -100,6 +101,7 @@ def run_pass(wd: Watchdog, store: Store | None = None, limit: int = 1000) -> Pas
                 verdicts.append(
                     (run, Verdict("lost", f"its worker {host} stopped reporting"), True)
                 )
+    _learn_budgets(wd, store, now)
     due = store.due(now, limit)
     report.due = len(due)
     report.unreadable = store.unreadable
@@ -172,6 +174,18 @@ def _learned_budgets(wd: Watchdog, store: Store, names: set[str]) -> dict[str, r
             fresh[name] = (learned.soft, learned.hard)
     store.save_budgets(fresh)
     return {n: rules.Budgets(*sh) for n, sh in {**cached, **fresh}.items()}
+
+
+def _learn_budgets(wd: Watchdog, store: Store, now: float, limit: int = 500) -> None:
+    """Learn budgets for every recent task name, not only for runs already due: a run's
+    deadline is written from its task's learned budget (``flush.lua``), so a plain task
+    without explicit timeouts is flagged slow one interval after its learned soft budget,
+    not after heartbeat_timeout. Each name is looked at once per RELEARN in this process."""
+    checked = wd.budgets_checked
+    names = [n for n in store.task_names(limit) if now - checked.get(n, -RELEARN) >= RELEARN]
+    if names:
+        _learned_budgets(wd, store, set(names))
+        checked.update(dict.fromkeys(names, now))
 
 
 def _needs_budget(wd: Watchdog, name: str) -> bool:

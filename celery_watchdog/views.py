@@ -75,6 +75,7 @@ class _Scene:
             (a.task_id, a.pid): a.cpu for w in self.workers for a in w.active if a.cpu is not None
         }
         self.copies: Counter[str] = Counter()
+        self.learned: dict[str, rules.Budgets] = {}  # the budgets the monitor judges with
         s = wd.settings
         self.evidence = store.evidence()
         # The monitor's own reading: while silence proves nothing, nobody is shown lost/stuck.
@@ -89,12 +90,18 @@ class _Scene:
         task = self.wd.app.tasks.get(name) if name else None
         return self.wd.policy(task if task is not None else name)
 
+    def learn(self, store: Store, names: set[str]) -> None:
+        """The budgets the monitor learned for these task names (one round trip)."""
+        found = store.budgets(sorted(names - set(self.learned)))
+        self.learned.update({name: rules.Budgets(*sh) for name, sh in found.items()})
+
     def judge(self, run: Run) -> Judged:
         policy = self.policy(run.name)
         copies = self.copies[run.task_id] if run.running else 1
         # A worker we have no snapshot of cannot vouch for its runs: same as an expired one.
         alive = self.alive.get(run.worker or "", False)
         verdict = rules.health(run, policy, self.now, worker_alive=alive, copies=copies,
+                               learned=self.learned.get(run.name),
                                doubtful=self.doubt is not None)  # fmt: skip
         return Judged(run, verdict, policy, copies, self.cpu.get((run.task_id, run.pid)))
 
@@ -102,6 +109,7 @@ class _Scene:
 def _judge_running(store: Store, scene: _Scene) -> list[Judged]:
     running = store.running()
     scene.copies.update(run.task_id for run in running)
+    scene.learn(store, {run.name for run in running})
     return [scene.judge(run) for run in running]
 
 
@@ -224,6 +232,7 @@ def task_doc(
     scene = _Scene(store, wd, now)
     runs = store.task(task_id)
     scene.copies.update(run.task_id for run in runs if run.running)
+    scene.learn(store, {run.name for run in runs if run.running})
     judged = [scene.judge(run) for run in runs]
     if not judged:  # expired between the lookup and the read
         raise TaskLookupError(f"task {task_id!r} is no longer recorded")

@@ -147,10 +147,15 @@ local function apply(e)
     -- The score is when this run next becomes suspect (the earliest of its deadlines, sent as
     -- seconds from now); a budget learned from history by the monitor can bring it closer.
     local deadline = now + e.deadline_in
+    -- A new run already past its learned soft budget is due now; later flushes only bring
+    -- a deadline closer while that budget is still ahead (once judged, a run is not re-flagged
+    -- every pass).
     local learned = redis.call('HGET', p .. ':budgets', e.name)
     if learned and started then
       local soft = tonumber(string.match(learned, '^([^,]+)'))
-      if soft and started + soft < deadline and started + soft > now then deadline = started + soft end
+      if soft and started + soft < deadline and (e.new or started + soft > now) then
+        deadline = started + soft
+      end
     end
     local duplicate = false
     if e.new then
