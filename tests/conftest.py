@@ -133,3 +133,18 @@ def sentry(receiver: Receiver) -> Iterator[Receiver]:
     yield receiver
     sentry_sdk.get_client().close(timeout=2)
     sentry_sdk.get_global_scope().set_client(None)
+
+
+# -- which tests run on every Python we claim ------------------------------------------------
+
+# A module that starts worker, beat or CLI subprocesses (or the demo) is marked ``subprocess``:
+# the whole suite runs on 3.11; the other claimed Pythons run the rest, the pure and in-process
+# tests (``.ci/pythons.py``: ``pytest -m "not subprocess"``).
+_STARTS_PROCESSES = ("PreforkWorker", "subprocess", "celery")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and any(n in vars(module) for n in _STARTS_PROCESSES):
+            item.add_marker(pytest.mark.subprocess)
