@@ -168,7 +168,7 @@ class Alerter:
         )  # fmt: skip
         if inc.count > base.count:  # runs joined the group since it opened
             base = replace(base, count=inc.count, summary=_recount(base, inc))
-        if incident.notice == "resolved" and base.action not in ("dead_lettered", "quarantined"):
+        if incident.notice == "resolved":  # the work is done or given up on: it is over
             base = replace(base, next_step="nothing to do: it is over")
         return base.notice(incident, self.now)
 
@@ -197,34 +197,44 @@ class Alerter:
     def _cleared_of(
         self, incidents: list[IncidentDoc], members: dict[str, list[str]]
     ) -> list[tuple[IncidentDoc, str]]:
-        runs = sorted({m for inc in incidents if inc.kind in RUN_KINDS for m in members[inc.id]})
+        """How each incident ended, for those that did. The work decides, not a process:
+        a dead-lettered run's incident stays open until its entry is replayed and the replay
+        succeeded, or it is purged; a requeued run's until the new run succeeded."""
+        ends = {inc.id: _how_ended(inc) for inc in incidents}
+        runs = sorted({m for inc in incidents if ends[inc.id] == "run" for m in members[inc.id]})
         running = dict(zip(runs, self.store.running_many(runs), strict=True))
-        names = sorted({inc.name for inc in incidents if inc.kind not in RUN_KINDS})
-        stats = self.store.name_stats(names, self.now) if names else {}
         lettered = sorted({
             m.split("|", 1)[0]
-            for inc in incidents
-            if inc.kind not in (*RUN_KINDS, "duplicate", "watchdog_blind")
-            for m in members[inc.id]
+            for inc in incidents if ends[inc.id] == "dead_letter" for m in members[inc.id]
         })  # fmt: skip
-        entries = dict(zip(lettered, self.store.dlq_get_many(lettered), strict=True))
+        entries = dict(zip(lettered, self.store.dlq_get_many(lettered, with_message=False),
+                           strict=True))  # fmt: skip
+        gone = dict(zip(lettered, self.store.dlq_gone(lettered), strict=True))
+        names = sorted({inc.name for inc in incidents if ends[inc.id] == "dead_letter"})
+        stats = self.store.name_stats(names, self.now) if names else {}
         out = []
         for inc in incidents:
             subjects = members[inc.id]
+            end = ends[inc.id]
             why: str | None = None
-            if inc.kind == "watchdog_blind":
+            if end == "blind":
                 why = "monitor passes are running again"
-            elif inc.kind in RUN_KINDS:
+            elif end == "requeue":
+                why = _succeeded(self.store, str(inc.alert.get("requeued_as")), "requeued as")
+            elif end == "run":
                 if not any(running.get(m) for m in subjects):
                     n = len(subjects)
                     why = "the run ended" if n == 1 else f"all {n} runs ended"
-            elif inc.kind == "duplicate":
+            elif end == "duplicate":
                 copies = [sum(r.running for r in self.store.task(m)) for m in subjects]
                 if all(n < 2 for n in copies):
                     why = "only one copy is running now"
             else:
-                found = [entries.get(m.split("|", 1)[0]) for m in subjects]
-                why = _dead_letter_cleared(inc, [e for e in found if e], stats.get(inc.name))
+                ids = [m.split("|", 1)[0] for m in subjects]
+                why = _dead_letter_cleared(
+                    self.store, inc, [entries.get(i) for i in ids], [gone.get(i) for i in ids],
+                    stats.get(inc.name),
+                )  # fmt: skip
             if why:
                 out.append((inc, why))
         return out
@@ -244,17 +254,56 @@ class Alerter:
                     logger.warning("celery_watchdog: Sentry Crons check-in failed: %s", exc)
 
 
-def _dead_letter_cleared(inc: IncidentDoc, entries: list[Any], stats: Any) -> str | None:
-    """A dead-lettered run: cleared once replayed; one left to the broker or requeued: once
-    its task succeeds again."""
-    if entries:
-        if all(e.get("state") == "replayed" for e in entries):
-            return "replayed from the dead-letter queue"
+def _how_ended(inc: IncidentDoc) -> str:
+    """What ends an incident: its run, a dead letter, a requeued run, or something else."""
+    action = inc.alert.get("action")
+    if inc.kind == "watchdog_blind":
+        return "blind"
+    if action == "requeued" and inc.alert.get("requeued_as"):
+        return "requeue"
+    if inc.kind == "duplicate":
+        return "duplicate"
+    if inc.kind in RUN_KINDS and action != "dead_lettered":
+        return "run"
+    return "dead_letter"
+
+
+def _succeeded(store: Store, task_id: str, how: str) -> str | None:
+    """``"requeued as 3f2a1b0c…, succeeded"`` once that task's run succeeded, else None."""
+    if any(run.state == "SUCCESS" for run in store.task(task_id)):
+        return f"{how} {task_id[:8]}…, succeeded"
+    return None
+
+
+def _dead_letter_cleared(
+    store: Store, inc: IncidentDoc, entries: list[Any], gone: list[Any], stats: Any
+) -> str | None:
+    """A dead-lettered run: over once its entry was replayed and the replay succeeded, or the
+    entry was purged. A lost run left to the broker (no entry): once its task succeeds."""
+    if any(entries):
+        whys = [_replayed(store, e) if e else None for e in entries]
+        if all(whys):
+            return whys[0] if len(whys) == 1 else f"all {len(whys)} replayed and succeeded"
         return None
+    marks = [g for g in gone if g]
+    if marks:
+        by = marks[0].get("by") or "someone"
+        return f"purged by {by}" if len(marks) == 1 else f"{len(marks)} purged by {by}"
     last_success = getattr(stats, "last_success", None)
     if last_success is not None and last_success > inc.opened_at:
         return f"{inc.name} succeeds again"
     return None
+
+
+def _replayed(store: Store, entry: dict[str, Any]) -> str | None:
+    if entry.get("state") != "replayed":
+        return None
+    audit = entry.get("audit") or []
+    last = next((a for a in reversed(audit) if a.get("action") == "replayed"), None)
+    new_id = (last or {}).get("new_task_id")
+    if not new_id:  # replayed before replays were recorded: nothing more to wait for
+        return "replayed from the dead-letter queue"
+    return _succeeded(store, str(new_id), "replayed as")
 
 
 def subject_of(finding: Finding) -> str:

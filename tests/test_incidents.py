@@ -355,3 +355,52 @@ def test_a_big_group_resolves_only_when_its_last_run_ended(
     run_pass(wd, store)
     resolved = posts(receiver, "/big")[-1]
     assert resolved["incident"]["resolution"] == "all 60 runs ended"
+
+
+# -- an incident ends when the work is done or given up on --------------------------------
+
+
+def _stuck_and_dead_lettered(wd: Watchdog, store: Store, receiver: Receiver, path: str) -> str:
+    task_id = record(wd, store, "reports.build")
+    [finding] = run_pass(wd, store).findings
+    assert (finding.kind, finding.action) == ("stuck", "dead_lettered")
+    end(wd, store, task_id, "reports.build")  # the SIGTERM took it down: its run ended
+    run_pass(wd, store)
+    assert [b["incident"]["notice"] for b in posts(receiver, path)] == ["opened"]
+    assert store.active_incidents(), "a dead-lettered run's incident closed when it stopped"
+    return task_id
+
+
+def test_a_dead_lettered_stuck_run_stays_open_until_its_replay_succeeded(
+    redis_url: str, receiver: Receiver
+) -> None:
+    wd, store = runtime(redis_url, watchdog_alert_channels=[hook(receiver, "/rp")],
+                        watchdog_on_stuck="revoke")  # fmt: skip
+    task_id = _stuck_and_dead_lettered(wd, store, receiver, "/rp")
+    new_id = str(uuid.uuid4())
+    replayed = {"at": store.now(), "action": "replayed", "new_task_id": new_id}
+    store.dlq_update(task_id, state="replayed", audit=[replayed])  # what `dlq replay` leaves
+    run_pass(wd, store)
+    assert store.active_incidents(), "resolved before the replay ran"
+    end(wd, store, new_id, "reports.build")  # the replay ran and succeeded
+    run_pass(wd, store)
+    resolved = posts(receiver, "/rp")[-1]
+    assert resolved["incident"]["notice"] == "resolved"
+    assert resolved["incident"]["resolution"] == f"replayed as {new_id[:8]}…, succeeded"
+    assert resolved["next_step"] == "nothing to do: it is over"
+    assert not store.active_incidents()
+
+
+def test_a_dead_lettered_stuck_run_resolves_when_its_entry_is_purged_saying_by_whom(
+    redis_url: str, receiver: Receiver
+) -> None:
+    from celery_watchdog import dlq
+
+    wd, store = runtime(redis_url, watchdog_alert_channels=[hook(receiver, "/pg")],
+                        watchdog_on_stuck="revoke")  # fmt: skip
+    task_id = _stuck_and_dead_lettered(wd, store, receiver, "/pg")
+    assert dlq.purge(store, [task_id], by="alice") == 1
+    run_pass(wd, store)
+    resolved = posts(receiver, "/pg")[-1]
+    assert resolved["incident"]["notice"] == "resolved"
+    assert resolved["incident"]["resolution"] == "purged by alice"

@@ -80,6 +80,8 @@ class Alert:
     attempt: int | None = None  # deliveries of the message so far
     reason: str = ""
     count: int = 1  # runs this alert stands for (more than one: a storm, grouped)
+    requeued_as: str | None = None  # the new task id of a requeued run (its incident ends
+    # when that run succeeds)
 
     def __post_init__(self) -> None:
         # Defence in depth: fields from a record stored by an older version, or built by hand,
@@ -141,7 +143,7 @@ class Alert:
             next_step=next_step, severity=severity or wording.default_severity(finding.kind),
             incident=incident or Incident(),
             diagnosis=None if finding.diagnosis is None else text(finding.diagnosis), at=now,
-            attempt=run.deliveries or None, reason=reason,
+            attempt=run.deliveries or None, reason=reason, requeued_as=finding.new_task_id,
         )  # fmt: skip
 
     @classmethod

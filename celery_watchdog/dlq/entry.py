@@ -194,9 +194,11 @@ def get(store: Store, task_id: str) -> DeadLetter | None:
     return DeadLetter.from_doc(doc) if doc else None
 
 
-def purge(store: Store, ids: Iterable[str] | None = None) -> int:
-    """Delete the given entries, or every entry; returns how many were deleted."""
+def purge(store: Store, ids: Iterable[str] | None = None, by: str = "") -> int:
+    """Delete the given entries, or every entry; returns how many were deleted. Who purged
+    them is kept a while: their incidents resolve as "purged by …"."""
     targets = list(ids) if ids is not None else store.dlq_ids(0, DLQ_MAX)
+    store.dlq_mark_gone(targets, "purged", by, store.now())
     return store.dlq_delete(*targets)
 
 

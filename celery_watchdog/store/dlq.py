@@ -169,6 +169,22 @@ class DeadLetterStore:
         if not exists:  # HSET created it: undo, an expired entry stays expired
             self.r.delete(key)
 
+    def dlq_mark_gone(self, task_ids: list[str], how: str, by: str, at: float) -> None:
+        """Say why entries left the queue (``purged`` by someone): their incidents resolve
+        with it. {p}:dlqgone:{id} STRING JSON {how, by, at}; TTL 7 days."""
+        if task_ids:
+            doc = json.dumps({"how": how, "by": by, "at": at})
+            pipe = self.r.pipeline(transaction=False)
+            for task_id in task_ids:
+                pipe.set(f"{self.p}:dlqgone:{task_id}", doc, ex=7 * 86400)
+            pipe.execute()
+
+    def dlq_gone(self, task_ids: list[str]) -> list[dict[str, Any] | None]:
+        if not task_ids:
+            return []
+        raws = self.r.mget([f"{self.p}:dlqgone:{task_id}" for task_id in task_ids])
+        return [json.loads(raw) if raw else None for raw in raws]
+
     def dlq_delete(self, *task_ids: str) -> int:
         if not task_ids:
             return 0
