@@ -331,6 +331,13 @@ def test_the_only_worker_killed_mid_idempotent_run_is_requeued_and_runs_on_a_new
         assert found.new_task_id
         again = first.app.AsyncResult(found.new_task_id)
         assert again.get(timeout=30) == "ran again"
+        # Its incident ends with the work: when the requeued run succeeded.
+        resolved = wait_for(
+            lambda: run_pass(wd, store) and [i for i in store.recent_incidents()
+                                             if i.state == "resolved"],
+            timeout=15, interval=0.3, what="the lost run's incident resolved",
+        )  # fmt: skip
+        assert resolved[0].resolution == f"requeued as {found.new_task_id[:8]}…, succeeded"
         assert store.message(result.id) is None  # decided: the saved copy is gone
         assert store.dlq_count() == 0
     finally:
