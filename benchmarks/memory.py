@@ -84,7 +84,7 @@ def _recorder_path(server: PrivateRedis, runs: int) -> tuple[list[dict[str, Any]
     from celery.app.trace import build_tracer
 
     import celery_watchdog
-    from celery_watchdog import signals as wd_signals
+    from celery_watchdog.recording import signals as wd_signals
 
     app = make_app("watchdog", server.url, PREFIX)
     wd = celery_watchdog.install(app)

@@ -17,7 +17,7 @@ Method:
    CPU, args preview): with N runs in progress the fleet's snapshots hold N entries,
    whatever the number of hosts; ``--bare-snapshots`` leaves ``active`` empty.
 
-   - *0 due*: ``celery_watchdog.monitor.run_pass(wd, store)`` timed several times.
+   - *0 due*: ``celery_watchdog.monitor.check.run_pass(wd, store)`` timed several times.
    - *1k due*: 1000 runs not yet touched get their progress moved 2 h into the past (their
      handles' ``started``/``last_progress``/``last_heartbeat``), are flushed again (real
      "run" events, now ``new=False``, deadline in the past), and one pass is timed: it
@@ -185,7 +185,9 @@ class CallTimer:
 
 
 def _targets(store: Any, app: Any) -> list[tuple[Any, str, str, str | None]]:
-    from celery_watchdog import dlq, handling, records, rules
+    from celery_watchdog import dlq
+    from celery_watchdog.model import records, rules
+    from celery_watchdog.monitor import handling
 
     logger = logging.getLogger("celery_watchdog")
     names = [
@@ -222,7 +224,7 @@ class Tracked:
     """N running runs recorded through RunHandle -> Recorder.flush -> flush.lua."""
 
     def __init__(self, wd: Any, url: str, prefix: str) -> None:
-        from celery_watchdog.recorder import Recorder
+        from celery_watchdog.recording.recorder import Recorder
         from celery_watchdog.store import Limits, Store, connect
 
         self.wd = wd
@@ -246,7 +248,7 @@ class Tracked:
 
     def populate(self, n: int, keep: int, progress: Callable[[int], None]) -> float:
         """Record ``n`` running runs; keep the handles of the first ``keep`` to make due."""
-        from celery_watchdog.recorder import RunHandle
+        from celery_watchdog.recording.recorder import RunHandle
 
         from .monitorapp import TRACKED_TASKS
 
@@ -290,7 +292,7 @@ class Tracked:
 
     def make_due(self, count: int) -> tuple[list[Any], float]:
         """Move the progress of ``count`` fresh runs STALE seconds back; flush (real events)."""
-        from celery_watchdog.recorder import monotonic
+        from celery_watchdog.recording.recorder import monotonic
 
         if self.next_due + count > len(self.handles):
             raise RuntimeError(
@@ -310,7 +312,7 @@ class Tracked:
 
     def snapshots(self, store: Any, with_active: bool) -> float:
         """One snapshot per host, as its main process writes it; returns seconds taken."""
-        from celery_watchdog.recorder import monotonic
+        from celery_watchdog.recording.recorder import monotonic
 
         now = monotonic()
         per_host: dict[str, list[dict[str, Any]]] = {h: [] for h in HOSTS}
@@ -361,7 +363,7 @@ class Tracked:
 
 
 def _timed_pass(wd: Any, store: Any) -> tuple[float, Any]:
-    from celery_watchdog.monitor import run_pass
+    from celery_watchdog.monitor.check import run_pass
 
     t0 = time.perf_counter()
     report = run_pass(wd, store)
@@ -370,7 +372,7 @@ def _timed_pass(wd: Any, store: Any) -> tuple[float, Any]:
 
 def _snapshot_anatomy(store: Any) -> dict[str, Any]:
     """What ``Store.workers()`` moves and parses: bytes, fetch, json.loads, records."""
-    from celery_watchdog.records import WorkerInfo
+    from celery_watchdog.model.records import WorkerInfo
 
     p = store.p
     hosts = store.r.zrevrange(f"{p}:workers", 0, -1, withscores=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .activation import hook_current_app, install
 from .config import ConfigError
-from .task import TaskCancelled, WatchedTask
+from .recording.task import TaskCancelled, WatchedTask
 
 __all__ = ["ConfigError", "TaskCancelled", "WatchedTask", "install"]
 __version__ = "0.1.0"

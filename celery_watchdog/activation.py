@@ -16,8 +16,8 @@ from typing import Any
 from celery import Celery
 
 from .config import ConfigError, Settings, TaskPolicy
-from .recorder import Recorder
-from .redact import Redactor
+from .model.redact import Redactor
+from .recording.recorder import Recorder
 from .store import Limits, Store, connect
 
 logger = logging.getLogger("celery_watchdog")
@@ -104,7 +104,8 @@ def install(app: Celery) -> Watchdog | None:
         runtime = Watchdog(app, settings) if settings.enabled else None
         _runtimes[id(app)] = runtime
     if runtime is not None:
-        from . import signals, worker
+        from .recording import signals
+        from .worker import bootstep as worker
 
         signals.connect()
         worker.add_bootstep(app)
@@ -122,7 +123,7 @@ def _schedule_check(app: Celery, wd: Watchdog) -> None:
 
     @app.task(name=CHECK_TASK, shared=False, ignore_result=True)
     def check() -> dict[str, Any]:
-        from .monitor import run_pass
+        from .monitor.check import run_pass
 
         store = wd.monitor_store()
         # Checks queued behind busy slots, or sent by two beats, arrive in bursts: the first

@@ -18,8 +18,8 @@ from typing import Any
 
 from celery.exceptions import ImproperlyConfigured
 
-from .durations import DAY, HOUR, MINUTE, parse_duration
-from .masking import one_line, shown_value
+from .model.durations import DAY, HOUR, MINUTE, parse_duration
+from .model.masking import one_line, shown_value
 
 Validator = Callable[[str, Any], Any]
 

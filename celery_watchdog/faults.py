@@ -15,8 +15,8 @@ import threading
 import time
 from typing import Any
 
-from . import storable
-from .redact import scrub
+from .model import storable
+from .model.redact import scrub
 
 logger = logging.getLogger("celery_watchdog")
 

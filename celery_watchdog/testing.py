@@ -21,10 +21,9 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from . import notify
 from .activation import install
-from .alerts import Alert, Delivery
-from .monitor import PassReport, run_pass
+from .alerts import Alert, Delivery, notify
+from .monitor.check import PassReport, run_pass
 
 _lock = threading.Lock()
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from celery_watchdog.alerts import Alert
 from celery_watchdog.config import DEFAULT_REDACT_KEYS, TaskPolicy
-from celery_watchdog.records import Finding, Run
-from celery_watchdog.redact import Redactor
+from celery_watchdog.model.records import Finding, Run
+from celery_watchdog.model.redact import Redactor
 
 SECRETS = ("hunter2", "tok_visa_4242")
 NOW = time.time()

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from celery_watchdog import WatchedTask, install
-from celery_watchdog.alerting import Alerter
-from celery_watchdog.monitor import blindness, run_pass
+from celery_watchdog.alerts.incidents import Alerter
+from celery_watchdog.monitor.check import blindness, run_pass
 from celery_watchdog.testing import CapturedAlerts, capture_alerts, run_check
 from tests.alert_peers import SECRETS, Mailbox, Receiver, sentry_events
 from tests.helpers import make_app, run_worker, wait_for
@@ -145,7 +145,7 @@ def test_the_pytest_fixture_captures_what_is_sent_and_contacts_no_channel(
     watchdog_alerts: CapturedAlerts, redis_url: str, receiver: Receiver
 ) -> None:
     from celery_watchdog.alerts import Alert
-    from celery_watchdog.notify import send
+    from celery_watchdog.alerts.notify import send
 
     wd = install(make_app(redis_url, watchdog_alert_channels=["webhook+" + receiver.url("/x")]))
     assert wd is not None

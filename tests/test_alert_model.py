@@ -7,16 +7,10 @@ from typing import Any
 
 import pytest
 
-from celery_watchdog.alerts import (
-    Alert,
-    Incident,
-    channel_from_url,
-    default_severity,
-    wording,
-)
+from celery_watchdog.alerts import Alert, Incident, channel_from_url, default_severity, wording
 from celery_watchdog.config import DEFAULT_REDACT_KEYS, TaskPolicy
-from celery_watchdog.records import Finding, Run
-from celery_watchdog.redact import Redactor
+from celery_watchdog.model.records import Finding, Run
+from celery_watchdog.model.redact import Redactor
 
 NOW = 1_800_000_000.0
 TASK_ID = "7f3a9c2e-0000-4000-8000-000000000001"

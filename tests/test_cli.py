@@ -17,8 +17,9 @@ import pytest
 import redis
 from celery import Celery
 
-from celery_watchdog import WatchedTask, install, views
+from celery_watchdog import WatchedTask, install
 from celery_watchdog.embedded import RedisServer
+from celery_watchdog.views import documents as views
 from tests import workerapp
 from tests.helpers import REPO_ROOT, run_worker, unique_prefix, wait_for
 
@@ -334,7 +335,7 @@ def test_a_disabled_watchdog_says_so_and_exits_2() -> None:
 
 
 def test_relative_times_read_as_a_person_would_say_them() -> None:
-    from celery_watchdog.humanize import ago, duration
+    from celery_watchdog.model.humanize import ago, duration
 
     now = 1_000_000.0
     assert ago(now - 0.2, now) == "just now"
@@ -347,7 +348,7 @@ def test_relative_times_read_as_a_person_would_say_them() -> None:
 
 
 def test_a_progress_bar_never_shows_more_than_is_done() -> None:
-    from celery_watchdog.humanize import progress_bar
+    from celery_watchdog.model.humanize import progress_bar
 
     assert progress_bar(42, 100) == "[#####-------] 42/100"
     assert progress_bar(99, 100) == "[###########-] 99/100"
@@ -357,7 +358,7 @@ def test_a_progress_bar_never_shows_more_than_is_done() -> None:
 
 
 def test_tables_align_every_column_on_its_widest_cell() -> None:
-    from celery_watchdog.humanize import table
+    from celery_watchdog.model.humanize import table
 
     text = table(["ID", "NAME"], [["a", "short"], ["abcdef", None]])
     assert text.splitlines() == ["ID      NAME", "a       short", "abcdef  -"]

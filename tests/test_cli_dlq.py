@@ -17,7 +17,7 @@ from celery import Celery
 
 from celery_watchdog import dlq, install
 from celery_watchdog.embedded import RedisServer
-from celery_watchdog.records import Verdict
+from celery_watchdog.model.records import Verdict
 from celery_watchdog.store import Store
 from tests import workerapp
 from tests.helpers import run_worker, unique_prefix, wait_for

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from celery_watchdog import install
-from celery_watchdog.humanize import parse_duration
-from celery_watchdog.monitor import run_pass
+from celery_watchdog.model.humanize import parse_duration
+from celery_watchdog.monitor.check import run_pass
 from tests.alert_peers import Receiver
 from tests.helpers import make_app, unique_prefix
 from tests.test_cli import celery

@@ -11,7 +11,7 @@ import pytest
 from celery import Celery
 
 from celery_watchdog import TaskCancelled, WatchedTask, install
-from celery_watchdog.monitor import run_pass
+from celery_watchdog.monitor.check import run_pass
 from tests.helpers import make_app, run_worker, unique_prefix, wait_for
 from tests.test_cli import celery
 

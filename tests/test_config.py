@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from celery_watchdog.config import ConfigError, Settings, setting_docs, validate_timeout
-from celery_watchdog.masking import mask_url
+from celery_watchdog.model.masking import mask_url
 
 
 def test_defaults_are_the_documented_contract() -> None:

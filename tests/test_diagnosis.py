@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from celery_watchdog.diagnosis import (
+from celery_watchdog.model.diagnosis import (
     Frame,
     capture,
     cpu_percent,

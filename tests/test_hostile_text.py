@@ -14,20 +14,21 @@ from typing import Any
 
 import pytest
 
-from celery_watchdog import cli_monitor, render, render_dlq, render_incidents
 from celery_watchdog.alerts import Alert, Delivery, Incident
 from celery_watchdog.alerts.channels.log import LogChannel
 from celery_watchdog.alerts.channels.slack import blocks
 from celery_watchdog.alerts.channels.smtp import SmtpChannel
+from celery_watchdog.alerts.notify import Notice
+from celery_watchdog.cli import monitor as cli_monitor
+from celery_watchdog.cli import render, render_dlq, render_incidents
 from celery_watchdog.config import DEFAULT_REDACT_KEYS, TaskPolicy
 from celery_watchdog.dlq import DeadLetter, ReplayResult
-from celery_watchdog.humanize import cut, fields, printable, table
-from celery_watchdog.monitor import PassReport
-from celery_watchdog.notify import Notice
-from celery_watchdog.records import ActiveRequest, Finding, Run, Verdict, WorkerInfo
-from celery_watchdog.redact import Redactor
+from celery_watchdog.model.humanize import cut, fields, printable, table
+from celery_watchdog.model.records import ActiveRequest, Finding, Run, Verdict, WorkerInfo
+from celery_watchdog.model.redact import Redactor
+from celery_watchdog.monitor.check import PassReport
 from celery_watchdog.store import IncidentDoc
-from celery_watchdog.views import Judged, flower_task, flower_worker
+from celery_watchdog.views.documents import Judged, flower_task, flower_worker
 
 NOW = 1_800_000_000.0
 # Clear the screen, retitle the window, overwrite the line, reverse what follows, one-byte CSI,

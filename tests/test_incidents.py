@@ -20,8 +20,8 @@ import pytest
 
 from celery_watchdog import install
 from celery_watchdog.activation import Watchdog
-from celery_watchdog.monitor import run_pass
-from celery_watchdog.recorder import RunHandle
+from celery_watchdog.monitor.check import run_pass
+from celery_watchdog.recording.recorder import RunHandle
 from celery_watchdog.store import Store
 from tests.alert_peers import Receiver, sentry_items
 from tests.helpers import make_app, unique_prefix
@@ -217,7 +217,7 @@ def test_a_channel_that_never_answers_does_not_hold_back_the_others_and_shows_in
     [notice] = report.notices
     outcome = {d.channel: (d.ok, d.error) for d in notice.deliveries}
     assert [ok for ok, _ in outcome.values()] == [False, True]
-    from celery_watchdog.views import status_doc
+    from celery_watchdog.views.documents import status_doc
 
     channels = status_doc(store, wd)["watchdog"]["alert_channels"]
     failing = [c for c in channels if not c["ok"]]

@@ -15,9 +15,9 @@ import pytest
 from celery_watchdog import install
 from celery_watchdog.activation import Watchdog
 from celery_watchdog.embedded import RedisServer
-from celery_watchdog.monitor import PassReport, run_pass
-from celery_watchdog.records import Finding
-from celery_watchdog.rules import grace_after_outage
+from celery_watchdog.model.records import Finding
+from celery_watchdog.model.rules import grace_after_outage
+from celery_watchdog.monitor.check import PassReport, run_pass
 from celery_watchdog.store import Store
 from tests.helpers import PreforkWorker, wait_for
 
@@ -196,7 +196,7 @@ def test_a_whole_worker_killed_is_lost_within_snapshot_ttl_and_one_interval(redi
 def test_no_pass_for_three_intervals_is_reported_as_blind_by_check_worker_and_status(
     worker: PreforkWorker,
 ) -> None:
-    from celery_watchdog import views
+    from celery_watchdog.views import documents as views
 
     wd, store = runtime(worker)
     run_pass(wd, store)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from celery_watchdog.config import TaskPolicy
-from celery_watchdog.monitor import blindness
-from celery_watchdog.plans import plan
-from celery_watchdog.records import Run
-from celery_watchdog.rules import Budgets, deadline, health, learn, with_budgets
+from celery_watchdog.model.plans import plan
+from celery_watchdog.model.records import Run
+from celery_watchdog.model.rules import Budgets, deadline, health, learn, with_budgets
+from celery_watchdog.monitor.check import blindness
 
 RUN = Run(task_id="t", name="n", state="STARTED", worker="w", started=1000.0, deliveries=1)
 
@@ -110,7 +110,7 @@ class Task:
 
 
 def test_only_an_unacknowledged_message_comes_back_by_itself() -> None:
-    from celery_watchdog.plans import broker_redelivers
+    from celery_watchdog.model.plans import broker_redelivers
 
     task = Task()
     task.acks_late = True  # type: ignore[assignment]

@@ -19,8 +19,8 @@ import pytest
 
 from celery_watchdog import install
 from celery_watchdog.activation import Watchdog
-from celery_watchdog.monitor import run_pass
-from celery_watchdog.recorder import RunHandle
+from celery_watchdog.monitor.check import run_pass
+from celery_watchdog.recording.recorder import RunHandle
 from celery_watchdog.store import Store
 from tests.helpers import make_app, unique_prefix
 

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from celery_watchdog import install, views
-from celery_watchdog.monitor import run_pass
+from celery_watchdog import install
+from celery_watchdog.monitor.check import run_pass
+from celery_watchdog.views import documents as views
 from tests.helpers import make_app, run_worker, wait_for
 
 pytestmark = pytest.mark.timeout(90)

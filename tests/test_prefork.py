@@ -12,7 +12,7 @@ import pytest
 from celery import group
 
 from celery_watchdog import install
-from celery_watchdog.records import Run
+from celery_watchdog.model.records import Run
 from celery_watchdog.store import Store
 from tests.helpers import PreforkWorker, wait_for
 
@@ -234,13 +234,13 @@ def test_a_visibility_timeout_redelivery_while_running_shows_both_runs(redis_url
             runs = wait_for(lambda: len(store.task(result.id)) == 2 and store.task(result.id),
                             timeout=20, what="two runs of one task id")  # fmt: skip
             assert len({r.run_key for r in runs}) == 2  # whichever worker took the copy
-            from celery_watchdog.rules import health
+            from celery_watchdog.model.rules import health
 
             wd = install(first.app)
             assert wd is not None
             verdicts = {health(r, wd.policy(r.name), store.now(), copies=2).health for r in runs}
             assert verdicts == {"duplicate"}
-            from celery_watchdog.monitor import run_pass
+            from celery_watchdog.monitor.check import run_pass
 
             findings = [f for _ in range(3) for f in run_pass(wd, store).findings]
             duplicates = [f for f in findings if f.kind == "duplicate"]

@@ -9,10 +9,11 @@ from typing import Any
 import redis
 from celery import Celery
 
-from celery_watchdog import WatchedTask, install, signals
+from celery_watchdog import WatchedTask, install
 from celery_watchdog.activation import Watchdog
-from celery_watchdog.batch import SAMPLE
 from celery_watchdog.embedded import RedisServer
+from celery_watchdog.recording import signals
+from celery_watchdog.recording.batch import SAMPLE
 from celery_watchdog.store import Store
 from tests.helpers import make_app, run_worker, wait_for
 
@@ -176,7 +177,7 @@ def test_counts_percentiles_and_last_success_per_task_name(redis_url: str) -> No
 
 
 def NameStatsRate(counts: dict[str, int]) -> float | None:
-    from celery_watchdog.records import NameStats
+    from celery_watchdog.model.records import NameStats
 
     return NameStats.success_rate(counts)
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from celery_watchdog.config import DEFAULT_REDACT_KEYS
-from celery_watchdog.redact import REDACTED, Redactor
+from celery_watchdog.model.redact import REDACTED, Redactor
 
 R = Redactor(DEFAULT_REDACT_KEYS, max_chars=200)
 

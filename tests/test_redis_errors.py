@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from celery_watchdog.embedded import RedisServer
-from celery_watchdog.redis_errors import KINDS, classify, describe
+from celery_watchdog.model.redis_errors import KINDS, classify, describe
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from celery_watchdog.config import TaskPolicy
-from celery_watchdog.records import Run
-from celery_watchdog.rules import health
+from celery_watchdog.model.records import Run
+from celery_watchdog.model.rules import health
 
 POLICY = TaskPolicy(heartbeat_timeout=60, soft_timeout=100, hard_timeout=300, max_deliveries=3)
 

@@ -17,8 +17,8 @@ from celery_watchdog.alerts.channels.slack import blocks
 from celery_watchdog.alerts.channels.smtp import SmtpChannel
 from celery_watchdog.config import DEFAULT_REDACT_KEYS, TaskPolicy
 from celery_watchdog.dlq import DeadLetter
-from celery_watchdog.records import Finding, Run
-from celery_watchdog.redact import Redactor
+from celery_watchdog.model.records import Finding, Run
+from celery_watchdog.model.redact import Redactor
 
 NOW = 1_800_000_000.0
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from celery_watchdog import WatchedTask, install, views
+from celery_watchdog import WatchedTask, install
 from celery_watchdog.activation import Watchdog
 from celery_watchdog.store import Store
+from celery_watchdog.views import documents as views
 from tests.helpers import PreforkWorker, make_app, run_worker, wait_for
 
 FAST = {"watchdog_flush_interval": 0.1, "watchdog_snapshot_interval": 0.2}

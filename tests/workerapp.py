@@ -101,7 +101,7 @@ def _register_tasks(app: Celery) -> None:
         """How this child records runs: through its wrapped tracer, or Celery's signals."""
         from celery import signals
 
-        from celery_watchdog import signals as ours
+        from celery_watchdog.recording import signals as ours
 
         prerun = [r for _, r in signals.task_prerun.receivers]
         return {

@@ -13,8 +13,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from ..humanize import printable
-from ..redact import scrub
+from ..model.humanize import printable
+from ..model.redact import scrub
 from .channels import Channel
 from .http import DeliveryError
 from .model import Alert

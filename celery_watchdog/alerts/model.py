@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from ..config import TaskPolicy
-from ..humanize import ago, cut, printable
-from ..records import Finding
-from ..redact import REDACTED, Redactor, scrub
+from ..model.humanize import ago, cut, printable
+from ..model.records import Finding
+from ..model.redact import REDACTED, Redactor, scrub
 from . import wording
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..humanize import duration
+from ..model.humanize import duration
 
 KINDS = (
     "stuck", "slow", "overtime", "lost", "poison", "duplicate", "failed", "queue_backlog",

@@ -12,13 +12,13 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields, replace
 from typing import IO, TYPE_CHECKING, Any
 
-from ..humanize import finite
-from ..records import Run, Verdict
+from ..model.humanize import finite
+from ..model.records import Run, Verdict
 from ..store.dlq import DLQ_MAX
-from ..views import TaskLookupError, unique_id
+from ..views.documents import TaskLookupError, unique_id
 
 if TYPE_CHECKING:
-    from ..redact import Redactor
+    from ..model.redact import Redactor
     from ..store import Store
 
 # Request-dict keys that are Celery's own (protocol 2 headers, delivery details, the body):

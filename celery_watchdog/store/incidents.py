@@ -16,7 +16,7 @@ from typing import Any
 
 from .runs import RunStore
 
-_INCIDENTS = (Path(__file__).resolve().parent.parent / "lua" / "incidents.lua").read_text()
+_INCIDENTS = (Path(__file__).resolve().parent / "lua" / "incidents.lua").read_text()
 RESOLVED_TTL = 7 * 86400
 STATUS_TTL = 7 * 86400
 

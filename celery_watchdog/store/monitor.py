@@ -22,10 +22,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..records import Run
+from ..model.records import Run
 from .runs import RunStore
 
-_RESCHEDULE = (Path(__file__).resolve().parent.parent / "lua" / "reschedule.lua").read_text()
+_RESCHEDULE = (Path(__file__).resolve().parent / "lua" / "reschedule.lua").read_text()
 # Only an existing task document gets the verdict: a new key would have no TTL.
 _MARK = """if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('HSET', KEYS[1], 'verdict', ARGV[1], 'verdict_reason', ARGV[2]) end"""

@@ -16,9 +16,9 @@ from typing import Any, NamedTuple
 import redis
 
 from .. import faults
-from ..records import Evidence, NameStats, Run, WorkerInfo
+from ..model.records import Evidence, NameStats, Run, WorkerInfo
 
-_LUA = Path(__file__).resolve().parent.parent / "lua"
+_LUA = Path(__file__).resolve().parent / "lua"
 RUNNING_TTL = 7 * 86400  # a run's keys outlive any sane task; the snapshot keeps them alive
 NAMES_MAX = 5000  # task names tracked at most (each has a handful of small keys)
 

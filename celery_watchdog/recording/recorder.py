@@ -27,11 +27,11 @@ from collections.abc import Callable
 from threading import get_ident
 from typing import Any
 
-from . import faults
+from .. import faults
+from ..model.redact import Redactor
+from ..store import Limits, Store
 from .batch import SAMPLE, Batcher, Tally, take_stack_if_quiet
 from .handle import MessageRequest, RunHandle, monotonic
-from .redact import Redactor
-from .store import Limits, Store
 
 logger = logging.getLogger("celery_watchdog")
 CHUNK = 500  # events per script call

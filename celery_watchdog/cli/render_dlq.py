@@ -11,8 +11,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .dlq import DeadLetter, ReplayResult
-from .humanize import NONE, ago, cut, fields, printable, progress_bar, table, timestamp
+from ..dlq import DeadLetter, ReplayResult
+from ..model.humanize import NONE, ago, cut, fields, printable, progress_bar, table, timestamp
 from .render import SHORT_ID
 
 LIST_COLUMNS = ("ID", "NAME", "VERDICT", "DEAD-LETTERED", "DELIVERIES", "WORKER", "STATE",

@@ -14,11 +14,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import actions, diagnosis, dlq, faults
-from .activation import Watchdog
-from .plans import STOPPED, Plan, broker_redelivers, plan
-from .records import Finding, Run, Verdict
-from .store import Store
+from .. import dlq, faults
+from ..activation import Watchdog
+from ..model import diagnosis
+from ..model.plans import STOPPED, Plan, broker_redelivers, plan
+from ..model.records import Finding, Run, Verdict
+from ..store import Store
+from . import actions
 
 logger = logging.getLogger("celery_watchdog")
 

@@ -20,10 +20,11 @@ import celery
 from celery import bootsteps
 from celery.worker import state as worker_state
 
-from . import activation, diagnosis, faults, redis_errors, rules
-from .masking import mask_url
+from .. import activation, faults
+from ..model import diagnosis, redis_errors, rules
+from ..model.masking import mask_url
+from ..store import RUNNING_TTL
 from .procfs import cpu_seconds, pid_alive
-from .store import RUNNING_TTL
 
 logger = logging.getLogger("celery_watchdog")
 RETRY = 0.5  # seconds between snapshot attempts while Redis is failing
@@ -97,7 +98,7 @@ class Reporter:
 
     def _check_blind(self) -> None:
         """Say so when nobody is watching: no monitor pass for 3 check intervals."""
-        from .monitor import blindness
+        from ..monitor.check import blindness
 
         store = self.wd.recorder.store
         last = store.last_pass()
@@ -118,7 +119,7 @@ class Reporter:
         """
         if self._alerting is not None and self._alerting.is_alive():
             return
-        from .alerting import Alerter
+        from ..alerts.incidents import Alerter
 
         def alert() -> None:
             try:

@@ -12,10 +12,10 @@ from typing import Any
 import click
 from celery.bin.base import CeleryOption
 
-from . import redis_errors
-from .cli import WatchdogCommand, echo_json, json_option, open_session, watchdog
-from .humanize import finite, printable
-from .monitor import PassReport, run_pass
+from ..model import redis_errors
+from ..model.humanize import finite, printable
+from ..monitor.check import PassReport, run_pass
+from .base import WatchdogCommand, echo_json, json_option, open_session, watchdog
 
 
 def _render(report: PassReport) -> str:

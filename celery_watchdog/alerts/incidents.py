@@ -19,13 +19,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from .activation import Watchdog
-from .alerts import Alert, Incident, default_severity
-from .alerts.wording import group_summary, next_step
-from .alerts.wording import summary as summary_of
+from ..activation import Watchdog
+from ..model.records import Finding
+from ..store import IncidentDoc, Opening, Store, new_incident_id
+from . import Alert, Incident, default_severity
 from .notify import Notice, send
-from .records import Finding
-from .store import IncidentDoc, Opening, Store, new_incident_id
+from .wording import group_summary, next_step
+from .wording import summary as summary_of
 
 logger = logging.getLogger("celery_watchdog")
 RUN_KINDS = ("stuck", "slow", "overtime")  # resolved when their run ends

@@ -15,10 +15,14 @@ from typing import Any
 import click
 from celery.bin.base import CeleryOption
 
+from ..alerts import Alert, Channel, channel_from_url
+from ..alerts.incidents import Alerter
+from ..alerts.notify import router_of, send
+from ..model.humanize import finite, parse_duration, printable
+from ..store import IncidentDoc, Store
+from ..views.documents import unique_id
 from . import render_incidents
-from .alerting import Alerter
-from .alerts import Alert, Channel, channel_from_url
-from .cli import (
+from .base import (
     EXIT_USAGE,
     WatchdogCommand,
     WatchdogError,
@@ -27,10 +31,6 @@ from .cli import (
     open_session,
     watchdog,
 )
-from .humanize import finite, parse_duration, printable
-from .notify import router_of, send
-from .store import IncidentDoc, Store
-from .views import unique_id
 
 
 def _find(store: Store, wanted: str) -> IncidentDoc:

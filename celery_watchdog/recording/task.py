@@ -14,8 +14,8 @@ from typing import Any
 
 from celery import Task
 
-from . import storable
-from .config import validate_timeout
+from ..config import validate_timeout
+from ..model import storable
 from .handle import monotonic
 from .signals import current_handle
 

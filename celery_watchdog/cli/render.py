@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from .humanize import (
+from ..model.humanize import (
     NONE,
     ago,
     cut,

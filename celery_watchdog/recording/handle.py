@@ -12,9 +12,9 @@ import time
 from threading import get_ident
 from typing import Any
 
-from . import rules
-from .config import TaskPolicy
-from .redact import Redactor
+from ..config import TaskPolicy
+from ..model import rules
+from ..model.redact import Redactor
 
 monotonic = time.monotonic
 

@@ -24,12 +24,14 @@ import click
 import redis
 from celery.bin.base import CeleryCommand, CeleryOption
 
-from . import redis_errors, render, views
-from .activation import Watchdog, install
-from .config import ConfigError
-from .humanize import finite
-from .masking import mask_url
-from .store import Store
+from ..activation import Watchdog, install
+from ..config import ConfigError
+from ..model import redis_errors
+from ..model.humanize import finite
+from ..model.masking import mask_url
+from ..store import Store
+from ..views import documents as views
+from . import render
 
 F = TypeVar("F", bound=Callable[..., Any])
 HUMAN_ROWS = 50  # `tasks` without --limit shows this many rows to people (JSON gets all)
@@ -226,6 +228,3 @@ def workers(ctx: click.Context, as_json: bool) -> None:
     doc = views.workers_doc(session.store, now=now)
     echo_json(doc) if as_json else click.echo(render.workers_text(doc, now))
 
-
-# Command modules add their commands to the group above when imported (they import it).
-from . import cli_dlq, cli_incidents, cli_monitor  # noqa: E402,F401

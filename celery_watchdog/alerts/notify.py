@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .activation import Watchdog
-from .alerts import Alert, Channel, Delivery, channel_from_url
-from .alerts.deliver import deliver_many
-from .store import Store
+from ..activation import Watchdog
+from ..store import Store
+from . import Alert, Channel, Delivery, channel_from_url
+from .deliver import deliver_many
 
 logger = logging.getLogger("celery_watchdog")
 

@@ -11,9 +11,9 @@ import inspect
 import json
 from typing import Any
 
-from . import diagnosis, storable
+from ..model import diagnosis, storable
+from ..model.redact import Redactor
 from .handle import RunHandle, trim
-from .redact import Redactor
 
 SAMPLE = 10  # short successful runs written in full per task name and flush
 RUNTIMES = 200  # runtimes kept per tally (the percentiles' sample)

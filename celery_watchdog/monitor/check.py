@@ -14,14 +14,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import faults, rules
-from .activation import Watchdog
-from .alerting import Alerter
+from .. import faults
+from ..activation import Watchdog
+from ..alerts.incidents import Alerter
+from ..alerts.notify import Notice
+from ..model import rules
+from ..model.humanize import duration
+from ..model.records import Finding, Run, Verdict
+from ..store import Store
 from .handling import Handler
-from .humanize import duration
-from .notify import Notice
-from .records import Finding, Run, Verdict
-from .store import Store
 
 logger = logging.getLogger("celery_watchdog")
 BLIND_AFTER = 3  # intervals without a completed pass

@@ -24,13 +24,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import rules
-from .config import TaskPolicy
-from .records import ActiveRequest, NameStats, Run, Verdict, WorkerInfo
+from ..config import TaskPolicy
+from ..model import rules
+from ..model.records import ActiveRequest, NameStats, Run, Verdict, WorkerInfo
 
 if TYPE_CHECKING:
-    from .activation import Watchdog
-    from .store import Store
+    from ..activation import Watchdog
+    from ..store import Store
 
 #: Flower's task fields (``celery.events.state.Task._fields``), in Flower's order.
 TASK_FIELDS = (
@@ -366,7 +366,7 @@ def status_doc(store: Store, wd: Watchdog, *, now: float | None = None) -> dict[
     by_name: dict[str, list[Judged]] = {}
     for j in running:
         by_name.setdefault(j.run.name, []).append(j)
-    from .monitor import blindness  # the monitor imports views' neighbours: import late
+    from ..monitor.check import blindness  # the monitor imports views' neighbours: import late
 
     online = sum(1 for w in scene.workers if w.online)
     last_pass = store.last_pass()

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .humanize import NONE, ago, cut, printable, table
-from .notify import Notice
-from .store import IncidentDoc
+from ..alerts.notify import Notice
+from ..model.humanize import NONE, ago, cut, printable, table
+from ..store import IncidentDoc
 
 COLUMNS = ("ID", "STATE", "SEV", "KIND", "TASK", "OPENED", "SENT", "SUMMARY")
 

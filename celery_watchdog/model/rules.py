@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from .config import TaskPolicy
+from ..config import TaskPolicy
 from .records import Evidence, Run, Verdict
 
 OK = Verdict("ok")

@@ -9,7 +9,7 @@ import logging
 
 from celery import Celery
 
-from .records import Run, Verdict
+from ..model.records import Run, Verdict
 
 logger = logging.getLogger("celery_watchdog")
 CANCEL_TTL = 3600

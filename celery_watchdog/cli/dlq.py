@@ -15,9 +15,10 @@ from typing import Any
 import click
 from celery.bin.base import CeleryOption
 
-from . import dlq as deadletters
+from .. import dlq as deadletters
+from ..model.humanize import finite
 from . import render_dlq
-from .cli import (
+from .base import (
     EXIT_USAGE,
     HUMAN_ROWS,
     WatchdogCommand,
@@ -27,7 +28,6 @@ from .cli import (
     open_session,
     watchdog,
 )
-from .humanize import finite
 
 
 def _task_option(help_text: str) -> Any:

@@ -1,0 +1,1 @@
+"""One monitor pass: load due runs, judge, claim, act."""

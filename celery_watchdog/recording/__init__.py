@@ -1,0 +1,2 @@
+"""In the task's process: the run handle, the write-behind recorder, signal receivers,
+WatchedTask."""

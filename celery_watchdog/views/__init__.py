@@ -1,0 +1,1 @@
+"""Documents for people and programs: Flower-shaped task and worker documents, status."""
