@@ -5,9 +5,9 @@ Activate with ``imports = ["celery_watchdog"]`` in the Celery settings, or ``ins
 
 from __future__ import annotations
 
-from .activation import hook_current_app, install
 from .config import ConfigError
 from .recording.task import TaskCancelled, WatchedTask
+from .wiring import hook_current_app, install
 
 __all__ = ["ConfigError", "TaskCancelled", "WatchedTask", "install"]
 __version__ = "0.1.0"

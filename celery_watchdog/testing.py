@@ -21,9 +21,9 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from .activation import install
 from .alerts import Alert, Delivery, notify
 from .monitor.check import PassReport, run_pass
+from .wiring import install
 
 _lock = threading.Lock()
 

@@ -11,7 +11,7 @@ import redis
 from celery import Celery, signals
 
 from celery_watchdog import ConfigError, WatchedTask, install
-from celery_watchdog.activation import for_app
+from celery_watchdog.runtime import for_app
 from celery_watchdog.worker.bootstep import WatchdogStep
 from tests.helpers import REPO_ROOT, make_app, run_worker, unique_prefix, wait_for
 

@@ -26,11 +26,11 @@ import pytest
 import redis
 
 from celery_watchdog import install
-from celery_watchdog.activation import Watchdog
 from celery_watchdog.cli import render
 from celery_watchdog.embedded import RedisServer
 from celery_watchdog.model.records import Finding
 from celery_watchdog.monitor.check import PassReport, run_pass
+from celery_watchdog.runtime import Watchdog
 from celery_watchdog.store import Store
 from celery_watchdog.views import documents as views
 from tests.helpers import REPO_ROOT, PreforkWorker, stop_process_group, wait_for

@@ -8,7 +8,7 @@ from typing import Any
 from celery import Celery
 
 from celery_watchdog import install
-from celery_watchdog.activation import CHECK_TASK
+from celery_watchdog.wiring import CHECK_TASK
 from tests.helpers import make_app
 
 

@@ -15,9 +15,9 @@ import redis
 from celery import Celery
 
 from celery_watchdog import dlq, install
-from celery_watchdog.activation import Watchdog
 from celery_watchdog.embedded import RedisServer
 from celery_watchdog.model.records import Run, Verdict
+from celery_watchdog.runtime import Watchdog
 from celery_watchdog.store import Store
 from celery_watchdog.views.documents import TaskLookupError
 from tests.helpers import make_app, run_worker, wait_for

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from celery_watchdog import install
-from celery_watchdog.activation import Watchdog
 from celery_watchdog.embedded import RedisServer
 from celery_watchdog.model.records import Finding
 from celery_watchdog.model.rules import grace_after_outage
 from celery_watchdog.monitor.check import PassReport, run_pass
+from celery_watchdog.runtime import Watchdog
 from celery_watchdog.store import Store
 from tests.helpers import PreforkWorker, wait_for
 

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from celery_watchdog import install
-from celery_watchdog.activation import Watchdog
 from celery_watchdog.monitor.check import run_pass
 from celery_watchdog.recording.recorder import RunHandle
+from celery_watchdog.runtime import Watchdog
 from celery_watchdog.store import Store
 from tests.helpers import make_app, unique_prefix
 

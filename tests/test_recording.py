@@ -10,10 +10,10 @@ import redis
 from celery import Celery
 
 from celery_watchdog import WatchedTask, install
-from celery_watchdog.activation import Watchdog
 from celery_watchdog.embedded import RedisServer
 from celery_watchdog.recording import signals
 from celery_watchdog.recording.batch import SAMPLE
+from celery_watchdog.runtime import Watchdog
 from celery_watchdog.store import Store
 from tests.helpers import make_app, run_worker, wait_for
 

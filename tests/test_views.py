@@ -12,7 +12,7 @@ import pytest
 from celery import Celery
 
 from celery_watchdog import WatchedTask, install
-from celery_watchdog.activation import Watchdog
+from celery_watchdog.runtime import Watchdog
 from celery_watchdog.store import Store
 from celery_watchdog.views import documents as views
 from tests.helpers import PreforkWorker, make_app, run_worker, wait_for

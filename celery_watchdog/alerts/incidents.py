@@ -19,8 +19,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from ..activation import Watchdog
 from ..model.records import Finding
+from ..runtime import Watchdog
 from ..store import IncidentDoc, Opening, Store, new_incident_id
 from . import Alert, Incident, default_severity
 from .notify import Notice, send

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..activation import Watchdog
+from ..runtime import Watchdog
 from ..store import Store
 from . import Alert, Channel, Delivery, channel_from_url
 from .deliver import deliver_many

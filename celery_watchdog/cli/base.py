@@ -24,13 +24,14 @@ import click
 import redis
 from celery.bin.base import CeleryCommand, CeleryOption
 
-from ..activation import Watchdog, install
 from ..config import ConfigError
 from ..model import redis_errors
 from ..model.humanize import finite
 from ..model.masking import mask_url
+from ..runtime import Watchdog
 from ..store import Store
 from ..views import documents as views
+from ..wiring import install
 from . import render
 
 F = TypeVar("F", bound=Callable[..., Any])

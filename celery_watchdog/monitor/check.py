@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import faults
-from ..activation import Watchdog
 from ..alerts.incidents import Alerter
 from ..alerts.notify import Notice
 from ..model import rules
 from ..model.humanize import duration
 from ..model.records import Finding, Run, Verdict
+from ..runtime import Watchdog
 from ..store import Store
 from .handling import Handler
 

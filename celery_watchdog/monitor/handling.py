@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import dlq, faults
-from ..activation import Watchdog
 from ..model import diagnosis
 from ..model.plans import STOPPED, Plan, broker_redelivers, plan
 from ..model.records import Finding, Run, Verdict
+from ..runtime import Watchdog
 from ..store import Store
 from . import actions
 

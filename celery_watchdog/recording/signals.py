@@ -24,8 +24,8 @@ from celery import signals
 from celery.exceptions import WorkerLostError
 
 from .. import faults
-from ..activation import for_app
 from ..config import TaskPolicy
+from ..runtime import for_app
 from .handle import RunHandle
 from .recorder import Recorder
 
@@ -283,7 +283,7 @@ def _main_hostname(wd: Any, sender: Any) -> str:
 
 @_guarded
 def on_process_shutdown(**_: Any) -> None:
-    from ..activation import _runtimes
+    from ..runtime import _runtimes
 
     for runtime in list(_runtimes.values()):
         if runtime is not None:

@@ -29,7 +29,7 @@ from ..model import rules
 from ..model.records import ActiveRequest, NameStats, Run, Verdict, WorkerInfo
 
 if TYPE_CHECKING:
-    from ..activation import Watchdog
+    from ..runtime import Watchdog
     from ..store import Store
 
 #: Flower's task fields (``celery.events.state.Task._fields``), in Flower's order.

@@ -20,7 +20,7 @@ import celery
 from celery import bootsteps
 from celery.worker import state as worker_state
 
-from .. import activation, faults
+from .. import faults, runtime
 from ..model import diagnosis, redis_errors, rules
 from ..model.masking import mask_url
 from ..store import RUNNING_TTL
@@ -33,7 +33,7 @@ RETRY = 0.5  # seconds between snapshot attempts while Redis is failing
 class Reporter:
     """Builds and writes snapshots; separate from the bootstep so tests can drive it."""
 
-    def __init__(self, worker: Any, wd: activation.Watchdog) -> None:
+    def __init__(self, worker: Any, wd: runtime.Watchdog) -> None:
         self.worker = worker
         self.wd = wd
         self.hostname: str = worker.hostname
@@ -344,7 +344,7 @@ class WatchdogStep(bootsteps.StartStopStep):
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
         self.reporter: Reporter | None = None
-        wd = activation.for_app(worker.app)
+        wd = runtime.for_app(worker.app)
         if wd is not None:
             wd.validate_tasks()  # a bad task option stops the worker here, naming it
             # Set before the pool forks, so children record runs under the node name too

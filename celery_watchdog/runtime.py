@@ -1,16 +1,18 @@
-"""Hooking the watchdog into an app: once, reversibly in effect, and loudly on bad config.
+"""The per-app state every part is handed: :class:`Watchdog` (settings, recorder, stores).
 
 An app is watched when ``install(app)`` was called or when its ``imports``/``include`` lists
 ``celery_watchdog``. Signal receivers are global in Celery, so they are connected once per
 process and look up the sender's app here; an app that is not watched costs them one dict
-lookup.
+lookup. Hooking an app into Celery is :mod:`.wiring`'s job: it registers its ``install`` here
+(:func:`set_installer`), so :func:`for_app` installs an app whose settings list us without
+this module importing the layers above it.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
@@ -20,11 +22,9 @@ from .model.redact import Redactor
 from .recording.recorder import Recorder
 from .store import Limits, Store, connect
 
-logger = logging.getLogger("celery_watchdog")
-
-CHECK_TASK = "celery_watchdog.check"
 _lock = threading.RLock()
 _runtimes: dict[int, Watchdog | None] = {}
+_installer: Callable[[Celery], Watchdog | None] | None = None
 PACKAGE = "celery_watchdog"
 
 
@@ -95,57 +95,7 @@ def task_options(task: Any) -> dict[str, Any]:
     }
 
 
-def install(app: Celery) -> Watchdog | None:
-    """Watch ``app``: idempotent; returns None when ``watchdog_enabled`` is False."""
-    with _lock:
-        if id(app) in _runtimes:
-            return _runtimes[id(app)]
-        settings = Settings.from_conf(app.conf)
-        runtime = Watchdog(app, settings) if settings.enabled else None
-        _runtimes[id(app)] = runtime
-    if runtime is not None:
-        from .recording import signals
-        from .worker import bootstep as worker
-
-        signals.connect()
-        worker.add_bootstep(app)
-        _schedule_check(app, runtime)
-        if app.finalized:
-            runtime.validate_tasks()
-        else:
-            app.on_after_finalize.connect(lambda sender, **kw: runtime.validate_tasks(), weak=False)
-    return runtime
-
-
-def _schedule_check(app: Celery, wd: Watchdog) -> None:
-    """Register ``celery_watchdog.check`` and put it in beat's schedule (unless the user did)."""
-    interval = wd.settings.check_interval
-
-    @app.task(name=CHECK_TASK, shared=False, ignore_result=True)
-    def check() -> dict[str, Any]:
-        from .monitor.check import run_pass
-
-        store = wd.monitor_store()
-        # Checks queued behind busy slots, or sent by two beats, arrive in bursts: the first
-        # runs the pass, the others (within half an interval, on the Redis clock) are no-ops.
-        if not store.begin_pass(min_gap=interval / 2, ttl=max(60.0, 3 * interval)):
-            return {"skipped": "another pass ran or is running"}
-        try:
-            return run_pass(wd, store).as_dict()
-        finally:
-            store.end_pass()
-
-    # No ``expires``: Celery compares it with the receiving worker's own clock, so one worker
-    # whose clock runs ahead of beat's would discard every check (and nobody would watch).
-    options: dict[str, Any] = {}
-    if wd.settings.queue:
-        options["queue"] = wd.settings.queue
-    schedule = dict(app.conf.beat_schedule or {})
-    schedule.setdefault(CHECK_TASK, {"task": CHECK_TASK, "schedule": interval, "options": options})
-    app.conf.beat_schedule = schedule
-
-
-def _lists_us(app: Celery) -> bool:
+def lists_us(app: Celery) -> bool:
     conf = app.conf
     modules = [*(conf.get("imports") or ()), *(conf.get("include") or ())]
     return any(m == PACKAGE or m.startswith(PACKAGE + ".") for m in modules)
@@ -158,24 +108,29 @@ def for_app(app: Any) -> Watchdog | None:
     runtime = _runtimes.get(id(app), False)
     if runtime is not False:
         return runtime  # type: ignore[return-value]
-    if _lists_us(app):
-        return install(app)
+    if lists_us(app) and _installer is not None:
+        return _installer(app)
     return None
 
 
-def on_import_modules(sender: Any = None, **_: Any) -> None:
-    """``import_modules`` fires on worker/beat start-up, before ``imports`` are imported."""
-    if sender is not None and _lists_us(sender):
-        install(sender)
+def set_installer(install: Callable[[Celery], Watchdog | None]) -> None:
+    """What :func:`for_app` calls for an app that lists us but is not installed yet."""
+    global _installer
+    _installer = install
 
 
-def hook_current_app() -> None:
-    """Called when the package is imported: hook the app whose settings import us."""
-    from celery import _state, signals
+def create(app: Celery) -> tuple[Watchdog | None, bool]:
+    """The app's runtime (None when ``watchdog_enabled`` is False), made now if it has none;
+    True when it was made by this call (the caller then hooks it into Celery)."""
+    with _lock:
+        if id(app) in _runtimes:
+            return _runtimes[id(app)], False
+        settings = Settings.from_conf(app.conf)
+        runtime = Watchdog(app, settings) if settings.enabled else None
+        _runtimes[id(app)] = runtime
+        return runtime, True
 
-    signals.import_modules.connect(on_import_modules, weak=False, dispatch_uid="celery_watchdog")
-    app = _state.get_current_app()
-    # The CLI plugin imports this package before ``-A`` is parsed; then the current app is
-    # Celery's default one, which lists nothing, so nothing happens here.
-    if _lists_us(app):
-        install(app)
+
+def runtimes() -> list[Watchdog | None]:
+    """Every app's runtime in this process (None for an app with the watchdog disabled)."""
+    return list(_runtimes.values())
