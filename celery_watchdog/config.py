@@ -13,13 +13,16 @@ import fnmatch
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from celery.exceptions import ImproperlyConfigured
 
+from .alerts import channel_from_url
+from .alerts.wording import KINDS
 from .model.durations import DAY, HOUR, MINUTE, parse_duration
 from .model.masking import one_line, shown_value
+from .model.policy import TaskPolicy
 
 Validator = Callable[[str, Any], Any]
 
@@ -140,8 +143,6 @@ def _channels(name: str, value: Any) -> tuple[str, ...]:
 
     An error names the one bad channel, masked: the list holds other channels' passwords.
     """
-    from .alerts import channel_from_url  # alerts import nothing from here: no cycle
-
     urls = _str_tuple(name, value)
     for i, url in enumerate(urls):
         try:
@@ -178,8 +179,6 @@ def _severity(name: str, value: Any) -> str:
 
 
 def _severity_by_kind(name: str, value: Any) -> dict[str, str]:
-    from .alerts.wording import KINDS
-
     if not isinstance(value, Mapping):
         raise ConfigError(name, value, f"a dict of alert kind ({', '.join(KINDS)}) -> P1|P2|P3")
     for kind in value:
@@ -224,31 +223,6 @@ TASK_OPTION_VALIDATORS: dict[str, Validator] = {
     "alert_context": _str_tuple,
     "alert_severity": _task_severity,
 }
-
-
-@dataclass(frozen=True)
-class TaskPolicy:
-    """The options that apply to one task name, already resolved."""
-
-    heartbeat_timeout: float = 300.0
-    soft_timeout: float | None = None
-    hard_timeout: float | None = None
-    on_stuck: str = "revoke"
-    max_deliveries: int = 3
-    idempotent: bool = False
-    owner: str | None = None
-    runbook: str | None = None
-    alert_context: tuple[str, ...] = ()
-    alert_severity: str | dict[str, str] | None = None  # P1..P3, or kind -> P1..P3
-
-    def severity(self, kind: str, by_kind: Mapping[str, str], default: str) -> str:
-        """Task option -> ``watchdog_alert_severity`` -> the kind's default severity."""
-        own = self.alert_severity
-        if isinstance(own, str):
-            return own
-        if own and kind in own:
-            return own[kind]
-        return by_kind.get(kind, default)
 
 
 def _validate_policies(name: str, value: Any) -> dict[str, dict[str, Any]]:
@@ -425,8 +399,6 @@ def _lookup(conf: Any, name: str) -> Any:
 
 
 def _replace(settings: Settings, **changes: Any) -> Settings:
-    from dataclasses import replace
-
     return replace(settings, **changes)
 
 

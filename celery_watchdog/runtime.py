@@ -17,7 +17,8 @@ from typing import Any
 
 from celery import Celery
 
-from .config import ConfigError, Settings, TaskPolicy
+from .config import TASK_OPTION_VALIDATORS, ConfigError, Settings
+from .model.policy import TaskPolicy
 from .model.redact import Redactor
 from .recording.recorder import Recorder
 from .store import Limits, Store, connect
@@ -86,8 +87,6 @@ class Watchdog:
 
 def task_options(task: Any) -> dict[str, Any]:
     """The watchdog options a task sets itself (decorator kwargs become class attributes)."""
-    from .config import TASK_OPTION_VALIDATORS
-
     return {
         key: value
         for key in TASK_OPTION_VALIDATORS

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery
+from celery import Celery, _state
+from celery import signals as celery_signals
 
-from .runtime import Watchdog, create, lists_us, set_installer
+from .monitor.check import run_pass
+from .recording import signals
+from .runtime import Watchdog, create, for_app, lists_us, runtimes, set_installer
+from .worker import bootstep as worker
 
 CHECK_TASK = "celery_watchdog.check"
 
@@ -20,10 +24,7 @@ def install(app: Celery) -> Watchdog | None:
     """Watch ``app``: idempotent; returns None when ``watchdog_enabled`` is False."""
     runtime, made = create(app)
     if runtime is not None and made:
-        from .recording import signals
-        from .worker import bootstep as worker
-
-        signals.connect()
+        signals.connect(for_app, runtimes)
         worker.add_bootstep(app)
         _schedule_check(app, runtime)
         if app.finalized:
@@ -39,8 +40,6 @@ def _schedule_check(app: Celery, wd: Watchdog) -> None:
 
     @app.task(name=CHECK_TASK, shared=False, ignore_result=True)
     def check() -> dict[str, Any]:
-        from .monitor.check import run_pass
-
         store = wd.monitor_store()
         # Checks queued behind busy slots, or sent by two beats, arrive in bursts: the first
         # runs the pass, the others (within half an interval, on the Redis clock) are no-ops.
@@ -69,9 +68,9 @@ def on_import_modules(sender: Any = None, **_: Any) -> None:
 
 def hook_current_app() -> None:
     """Called when the package is imported: hook the app whose settings import us."""
-    from celery import _state, signals
-
-    signals.import_modules.connect(on_import_modules, weak=False, dispatch_uid="celery_watchdog")
+    celery_signals.import_modules.connect(
+        on_import_modules, weak=False, dispatch_uid="celery_watchdog"
+    )
     app = _state.get_current_app()
     # The CLI plugin imports this package before ``-A`` is parsed; then the current app is
     # Celery's default one, which lists nothing, so nothing happens here.

@@ -10,7 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from celery_watchdog.alerts import Alert
-from celery_watchdog.config import DEFAULT_REDACT_KEYS, TaskPolicy
+from celery_watchdog.config import DEFAULT_REDACT_KEYS
+from celery_watchdog.model.policy import TaskPolicy
 from celery_watchdog.model.records import Finding, Run
 from celery_watchdog.model.redact import Redactor
 

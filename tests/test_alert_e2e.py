@@ -17,7 +17,8 @@ import pytest
 
 from celery_watchdog import WatchedTask, install
 from celery_watchdog.alerts.incidents import Alerter
-from celery_watchdog.monitor.check import blindness, run_pass
+from celery_watchdog.model.rules import blindness
+from celery_watchdog.monitor.check import run_pass
 from celery_watchdog.testing import CapturedAlerts, capture_alerts, run_check
 from tests.alert_peers import SECRETS, Mailbox, Receiver, sentry_events
 from tests.helpers import make_app, run_worker, wait_for

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from celery_watchdog.alerts import Alert, Incident, channel_from_url, default_severity, wording
-from celery_watchdog.config import DEFAULT_REDACT_KEYS, TaskPolicy
+from celery_watchdog.config import DEFAULT_REDACT_KEYS
+from celery_watchdog.model.policy import TaskPolicy
 from celery_watchdog.model.records import Finding, Run
 from celery_watchdog.model.redact import Redactor
 

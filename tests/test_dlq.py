@@ -16,10 +16,10 @@ from celery import Celery
 
 from celery_watchdog import dlq, install
 from celery_watchdog.embedded import RedisServer
+from celery_watchdog.model.ids import TaskLookupError
 from celery_watchdog.model.records import Run, Verdict
 from celery_watchdog.runtime import Watchdog
 from celery_watchdog.store import Store
-from celery_watchdog.views.documents import TaskLookupError
 from tests.helpers import make_app, run_worker, wait_for
 
 FAST = {"watchdog_flush_interval": 0.1, "watchdog_snapshot_interval": 0.3}

@@ -21,9 +21,10 @@ from celery_watchdog.alerts.channels.smtp import SmtpChannel
 from celery_watchdog.alerts.notify import Notice
 from celery_watchdog.cli import monitor as cli_monitor
 from celery_watchdog.cli import render, render_dlq, render_incidents
-from celery_watchdog.config import DEFAULT_REDACT_KEYS, TaskPolicy
+from celery_watchdog.config import DEFAULT_REDACT_KEYS
 from celery_watchdog.dlq import DeadLetter, ReplayResult
 from celery_watchdog.model.humanize import cut, fields, printable, table
+from celery_watchdog.model.policy import TaskPolicy
 from celery_watchdog.model.records import ActiveRequest, Finding, Run, Verdict, WorkerInfo
 from celery_watchdog.model.redact import Redactor
 from celery_watchdog.monitor.check import PassReport

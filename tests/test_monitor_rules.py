@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from celery_watchdog.config import TaskPolicy
 from celery_watchdog.model.plans import plan
+from celery_watchdog.model.policy import TaskPolicy
 from celery_watchdog.model.records import Run
-from celery_watchdog.model.rules import Budgets, deadline, health, learn, with_budgets
-from celery_watchdog.monitor.check import blindness
+from celery_watchdog.model.rules import Budgets, blindness, deadline, health, learn, with_budgets
 
 RUN = Run(task_id="t", name="n", state="STARTED", worker="w", started=1000.0, deliveries=1)
 

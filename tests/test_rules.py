@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery_watchdog.config import TaskPolicy
+from celery_watchdog.model.policy import TaskPolicy
 from celery_watchdog.model.records import Run
 from celery_watchdog.model.rules import health
 

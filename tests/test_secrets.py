@@ -15,8 +15,9 @@ import pytest
 from celery_watchdog.alerts import Alert, Incident
 from celery_watchdog.alerts.channels.slack import blocks
 from celery_watchdog.alerts.channels.smtp import SmtpChannel
-from celery_watchdog.config import DEFAULT_REDACT_KEYS, TaskPolicy
+from celery_watchdog.config import DEFAULT_REDACT_KEYS
 from celery_watchdog.dlq import DeadLetter
+from celery_watchdog.model.policy import TaskPolicy
 from celery_watchdog.model.records import Finding, Run
 from celery_watchdog.model.redact import Redactor
 

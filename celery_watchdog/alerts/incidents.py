@@ -17,10 +17,13 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..model.records import Finding
-from ..runtime import Watchdog
+
+if TYPE_CHECKING:  # the runtime is above alerts; they are handed it
+    from ..runtime import Watchdog
+
 from ..store import IncidentDoc, Opening, Store, new_incident_id
 from . import Alert, Incident, default_severity
 from .notify import Notice, send

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from ..config import TaskPolicy
 from ..model.humanize import ago, cut, printable
+from ..model.policy import TaskPolicy
 from ..model.records import Finding
 from ..model.redact import REDACTED, Redactor, scrub
 from . import wording

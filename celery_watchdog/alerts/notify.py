@@ -11,9 +11,11 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..runtime import Watchdog
+if TYPE_CHECKING:  # the runtime is above alerts; they are handed it
+    from ..runtime import Watchdog
+
 from ..store import Store
 from . import Alert, Channel, Delivery, channel_from_url
 from .deliver import deliver_many

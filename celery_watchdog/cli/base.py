@@ -3,7 +3,7 @@
 Celery loads CLI plugins before it parses ``-A`` (DESIGN §4), so nothing here imports or
 builds the user's app at import time: the app is ``ctx.obj.app`` when a command runs.
 Read commands print aligned text for people, or with ``--json`` the Flower-shaped documents
-of :mod:`.views`. Errors a person can fix (a bad setting, Redis unreachable, refusing the
+of :mod:`..views`. Errors a person can fix (a bad setting, Redis unreachable, refusing the
 password, full or read-only, an unknown task id) print one line saying what to do and exit
 non-zero; never a traceback. No URL is printed with its password.
 

@@ -19,8 +19,8 @@ from ..alerts import Alert, Channel, channel_from_url
 from ..alerts.incidents import Alerter
 from ..alerts.notify import router_of, send
 from ..model.humanize import finite, parse_duration, printable
+from ..model.ids import unique_id
 from ..store import IncidentDoc, Store
-from ..views.documents import unique_id
 from . import render_incidents
 from .base import (
     EXIT_USAGE,

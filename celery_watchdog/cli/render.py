@@ -1,4 +1,4 @@
-"""Human output of the status commands: the documents of :mod:`.views`, as text.
+"""Human output of the status commands: the documents of :mod:`..views`, as text.
 
 Every renderer takes a document and the ``now`` it was built with (the Redis server's clock),
 so a relative time printed here is measured on the same clock as the facts it describes.

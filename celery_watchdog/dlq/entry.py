@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import IO, TYPE_CHECKING, Any
 
 from ..model.humanize import finite
+from ..model.ids import TaskLookupError, unique_id
 from ..model.records import Run, Verdict
 from ..store.dlq import DLQ_MAX
-from ..views.documents import TaskLookupError, unique_id
 
 if TYPE_CHECKING:
     from ..model.redact import Redactor

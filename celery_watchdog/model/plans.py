@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import TaskPolicy
+from .policy import TaskPolicy
 from .records import Run
 
 STOPPED = frozenset({"stuck", "overtime", "poison"})

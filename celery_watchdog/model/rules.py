@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from ..config import TaskPolicy
+from .humanize import duration
+from .policy import TaskPolicy
 from .records import Evidence, Run, Verdict
 
 OK = Verdict("ok")
@@ -222,3 +223,28 @@ def health(
         if verdict:
             return verdict
     return OK
+
+
+BLIND_AFTER = 3  # intervals without a completed pass
+
+
+def blindness(
+    last_pass: dict[str, str], now: float, interval: float, since: float | None = None
+) -> str | None:
+    """Why nobody is watching, or None: no pass completed for BLIND_AFTER intervals.
+
+    ``since``: when the store came back after an outage (no pass could run while it was out;
+    the monitor gets its intervals again from then, as the workers get their grace).
+    """
+    try:
+        at = float(last_pass["at"]) if last_pass.get("at") else None
+    except ValueError:
+        at = None
+    if at is None:
+        return "no monitor pass has ever completed (is beat or `celery watchdog monitor` running?)"
+    if now - max(at, since or at) > BLIND_AFTER * interval:
+        return (
+            f"no monitor pass for {duration(now - at)} (expected every {duration(interval)}): "
+            "beat is down, or every worker slot is busy or stuck"
+        )
+    return None

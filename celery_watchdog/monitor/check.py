@@ -18,14 +18,13 @@ from .. import faults
 from ..alerts.incidents import Alerter
 from ..alerts.notify import Notice
 from ..model import rules
-from ..model.humanize import duration
 from ..model.records import Finding, Run, Verdict
+from ..model.rules import blindness
 from ..runtime import Watchdog
 from ..store import Store
 from .handling import Handler
 
 logger = logging.getLogger("celery_watchdog")
-BLIND_AFTER = 3  # intervals without a completed pass
 RELEARN = 300.0  # seconds before a task name's budgets are looked at again by this process
 
 
@@ -53,30 +52,8 @@ class PassReport:
         }
 
 
-def blindness(
-    last_pass: dict[str, str], now: float, interval: float, since: float | None = None
-) -> str | None:
-    """Why nobody is watching, or None: no pass completed for BLIND_AFTER intervals.
-
-    ``since``: when the store came back after an outage (no pass could run while it was out;
-    the monitor gets its intervals again from then, as the workers get their grace).
-    """
-    try:
-        at = float(last_pass["at"]) if last_pass.get("at") else None
-    except ValueError:
-        at = None
-    if at is None:
-        return "no monitor pass has ever completed (is beat or `celery watchdog monitor` running?)"
-    if now - max(at, since or at) > BLIND_AFTER * interval:
-        return (
-            f"no monitor pass for {duration(now - at)} (expected every {duration(interval)}): "
-            "beat is down, or every worker slot is busy or stuck"
-        )
-    return None
-
-
 def run_pass(wd: Watchdog, store: Store | None = None, limit: int = 1000) -> PassReport:
-    """One pass; its findings reach people as incidents (:mod:`.alerting`)."""
+    """One pass; its findings reach people as incidents (:mod:`..alerts.incidents`)."""
     started = time.monotonic()
     store = store or wd.store()
     now = store.now()

@@ -1,6 +1,6 @@
 """From verdicts to actions, exactly once, for a whole pass at a time.
 
-claim (one round trip for all) -> plan (pure, :mod:`.plans`) -> act -> record. Every
+claim (one round trip for all) -> plan (pure, :mod:`..model.plans`) -> act -> record. Every
 step works on the batch, so a pass costs a handful of Redis round trips and one revoke per
 worker, not ten round trips per due run.
 """

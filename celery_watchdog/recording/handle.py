@@ -12,8 +12,8 @@ import time
 from threading import get_ident
 from typing import Any
 
-from ..config import TaskPolicy
 from ..model import rules
+from ..model.policy import TaskPolicy
 from ..model.redact import Redactor
 
 monotonic = time.monotonic

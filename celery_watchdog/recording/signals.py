@@ -17,22 +17,38 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from celery import signals
 from celery.exceptions import WorkerLostError
 
 from .. import faults
-from ..config import TaskPolicy
-from ..runtime import for_app
+from ..model.policy import TaskPolicy
 from .handle import RunHandle
 from .recorder import Recorder
+
+if TYPE_CHECKING:  # the runtime is above this layer: connect() is handed its lookups
+    from ..runtime import Watchdog
 
 logger = logging.getLogger("celery_watchdog")
 F = TypeVar("F", bound=Callable[..., None])
 
 _local = threading.local()
+
+
+def _unwatched(app: Any) -> Watchdog | None:
+    return None
+
+
+def _nobody() -> Iterable[Watchdog | None]:
+    return ()
+
+
+# The runtime's lookups (``runtime.for_app``, ``runtime.runtimes``), handed over by connect():
+# receivers find the sender's app's runtime through them without importing the layer above.
+_for_app: Callable[[Any], Watchdog | None] = _unwatched
+_runtimes: Callable[[], Iterable[Watchdog | None]] = _nobody
 _connected = False
 _tracing: list[Recorder] = []  # recorders this prefork child records through task tracers
 
@@ -71,7 +87,7 @@ def on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None:
     """
     if not (request.delivery_info or {}).get("redelivered"):
         return
-    wd = for_app(getattr(request, "_app", None) or getattr(sender, "app", None))
+    wd = _for_app(getattr(request, "_app", None) or getattr(sender, "app", None))
     if wd is None or _ours(request.name):
         return
     wd.recorder.add(
@@ -95,7 +111,7 @@ def _watching_of(task: Any) -> Info | None:
     cached: Info | bool | None = getattr(task, _INFO, False)
     if cached is not False:
         return cached  # type: ignore[return-value]
-    wd = for_app(task.app)
+    wd = _for_app(task.app)
     name = task.name
     info = None
     if wd is not None and not _ours(name):
@@ -218,7 +234,7 @@ def on_task_failure(
     if handle is not None and handle.task_id == task_id:
         handle.error = {"exception": _describe(exception), "traceback": traceback or ""}
         return
-    wd = for_app(getattr(sender, "app", None))
+    wd = _for_app(getattr(sender, "app", None))
     if wd is None or _ours(getattr(sender, "name", None)):
         return
     lost = isinstance(exception, WorkerLostError)
@@ -250,7 +266,7 @@ def on_task_revoked(
     sender: Any = None, request: Any = None, terminated: bool = False, signum: Any = None,
     expired: bool = False, **_: Any,
 ) -> None:  # fmt: skip
-    wd = for_app(getattr(sender, "app", None) or getattr(request, "_app", None))
+    wd = _for_app(getattr(sender, "app", None) or getattr(request, "_app", None))
     name = getattr(sender, "name", None) or str(getattr(request, "task", ""))
     if wd is None or request is None or _ours(name):
         return  # an expired or revoked check of our own leaves no row in `tasks`
@@ -283,16 +299,20 @@ def _main_hostname(wd: Any, sender: Any) -> str:
 
 @_guarded
 def on_process_shutdown(**_: Any) -> None:
-    from ..runtime import _runtimes
-
-    for runtime in list(_runtimes.values()):
+    for runtime in _runtimes():
         if runtime is not None:
             runtime.recorder.flush()
 
 
-def connect() -> None:
-    """Connect every receiver once per process (Celery signals are global, not per app)."""
-    global _connected
+def connect(
+    for_app: Callable[[Any], Watchdog | None], runtimes: Callable[[], Iterable[Watchdog | None]]
+) -> None:
+    """Connect every receiver once per process (Celery signals are global, not per app).
+
+    ``for_app`` finds an app's runtime (or None: not watched), ``runtimes`` lists them all.
+    """
+    global _connected, _for_app, _runtimes
+    _for_app, _runtimes = for_app, runtimes
     if _connected:
         return
     _connected = True

@@ -24,9 +24,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..config import TaskPolicy
 from ..model import rules
+from ..model.ids import TaskLookupError, unique_id
+from ..model.policy import TaskPolicy
 from ..model.records import ActiveRequest, NameStats, Run, Verdict, WorkerInfo
+from ..model.rules import blindness
 
 if TYPE_CHECKING:
     from ..runtime import Watchdog
@@ -41,15 +43,6 @@ TASK_FIELDS = (
 )  # fmt: skip
 HEALTHS = ("ok", "slow", "stuck", "overtime", "lost", "poison", "duplicate")
 FINISHED_SCAN = 1000  # finished runs read at most per document (newest first)
-
-
-class TaskLookupError(LookupError):
-    """A task id or prefix that names no task, or more than one."""
-
-    def __init__(self, message: str, candidates: Sequence[str] = ()) -> None:
-        super().__init__(message)
-        self.message = message
-        self.candidates = list(candidates)
 
 
 @dataclass(frozen=True)
@@ -193,21 +186,6 @@ def tasks_doc(
         if limit is not None and len(out) >= limit:
             break
     return out
-
-
-def unique_id(wanted: str, found: Sequence[str], what: str, missing: str = "") -> str:
-    """The one id ``wanted`` names among ``found`` (the ids it is a prefix of): itself, or the
-    only match, as with git hashes; else :class:`TaskLookupError` saying what went wrong."""
-    found = sorted(found)
-    if wanted in found or len(found) == 1:
-        return wanted if wanted in found else found[0]
-    if not found:
-        raise TaskLookupError(missing or f"no {what} with id or prefix {wanted!r}")
-    shown = ", ".join(found[:5]) + (", …" if len(found) > 5 else "")
-    raise TaskLookupError(
-        f"{what} id prefix {wanted!r} is ambiguous: it matches {shown}; give more characters",
-        found,
-    )
 
 
 def resolve_task_id(store: Store, task_id_or_prefix: str, retention: float) -> str:
@@ -366,8 +344,6 @@ def status_doc(store: Store, wd: Watchdog, *, now: float | None = None) -> dict[
     by_name: dict[str, list[Judged]] = {}
     for j in running:
         by_name.setdefault(j.run.name, []).append(j)
-    from ..monitor.check import blindness  # the monitor imports views' neighbours: import late
-
     online = sum(1 for w in scene.workers if w.online)
     last_pass = store.last_pass()
     interval = wd.settings.check_interval

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import platform
 import threading
 import time
 from typing import Any
@@ -21,8 +22,10 @@ from celery import bootsteps
 from celery.worker import state as worker_state
 
 from .. import faults, runtime
+from ..alerts.incidents import Alerter
 from ..model import diagnosis, redis_errors, rules
 from ..model.masking import mask_url
+from ..model.rules import blindness
 from ..store import RUNNING_TTL
 from .procfs import cpu_seconds, pid_alive
 
@@ -98,8 +101,6 @@ class Reporter:
 
     def _check_blind(self) -> None:
         """Say so when nobody is watching: no monitor pass for 3 check intervals."""
-        from ..monitor.check import blindness
-
         store = self.wd.recorder.store
         last = store.last_pass()
         now = store.now()
@@ -119,8 +120,6 @@ class Reporter:
         """
         if self._alerting is not None and self._alerting.is_alive():
             return
-        from ..alerts.incidents import Alerter
-
         def alert() -> None:
             try:
                 Alerter(self.wd, self.wd.recorder.store, now).blind(reason, self.hostname)
@@ -330,8 +329,6 @@ def _died(pid: int) -> str:
 
 
 def _python() -> str:
-    import platform
-
     return platform.python_version()
 
 

@@ -41,6 +41,7 @@ def channel_from_url(url: str) -> Channel:
     if url.startswith(("smtp://", "smtps://")):
         return SmtpChannel(url)
     if "://" in url and importlib.util.find_spec("apprise") is not None:
+        # apprise is an optional extra: its channel module imports it, so only when installed
         from .apprise_url import AppriseChannel
 
         return AppriseChannel(url)

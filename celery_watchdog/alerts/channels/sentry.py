@@ -19,7 +19,7 @@ class SentryChannel:
 
     def send(self, alert: Alert, timeout: float = 10.0) -> None:
         try:
-            import sentry_sdk
+            import sentry_sdk  # the optional [sentry] extra: imported only when used
         except ImportError:
             raise DeliveryError("sentry: sentry-sdk is not installed", retryable=False) from None
         if not sentry_sdk.get_client().is_active():
