@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .. import dlq, faults
-from ..model import diagnosis
+from ..model import diagnosis, events
 from ..model.plans import STOPPED, Plan, broker_redelivers, plan
 from ..model.records import Finding, Run, Verdict
 from ..runtime import Watchdog
@@ -98,14 +98,14 @@ class Handler:
 
     def _end_lost(self, cases: list[Case]) -> None:
         """Record the end of runs whose worker vanished (they then sit in the lost queue)."""
-        events = [
-            {"kind": "end", "id": c.run.task_id, "name": c.run.name, "worker": c.run.worker,
-             "pid": c.run.pid, "slot": c.run.slot or str(c.run.pid), "guess": True,
-             "state": "FAILURE", "outcome": "lost", "exception": c.verdict.reason, "age": 0.0}
+        ends = [
+            events.guessed_end(c.run.task_id, c.run.name, c.run.worker or "", c.run.pid,
+                               "FAILURE", "lost", c.verdict.reason,
+                               slot=c.run.slot or str(c.run.pid), age=0.0)
             for c in cases
         ]  # fmt: skip
         limits = self.wd.recorder.limits
-        if events and (rejected := self.store.write_batch(events, [], limits).rejected):
+        if ends and (rejected := self.store.write_batch(ends, [], limits).rejected):
             logger.warning("celery_watchdog: lost runs not recorded: %s", "; ".join(rejected))
 
     def _stop(self, cases: list[Case]) -> None:

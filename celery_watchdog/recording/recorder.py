@@ -23,7 +23,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from threading import get_ident
 from typing import Any
 
@@ -189,11 +189,13 @@ class Recorder:
         handle.started = handle.last_progress = started
         return handle
 
-    def add(self, event: dict[str, Any]) -> None:
-        """Queue an event; ``at`` is a monotonic stamp turned into an age at flush time."""
-        event.setdefault("at", monotonic())
+    def add(self, event: Mapping[str, Any]) -> None:
+        """Queue an event (:mod:`..model.events`); ``at``, a monotonic stamp, becomes an age
+        at flush time."""
+        item = dict(event)
+        item.setdefault("at", monotonic())
         with self._lock:
-            self._buffer(event)
+            self._buffer(item)
         self._ensure_thread()
 
     def flush_soon(self) -> None:

@@ -24,6 +24,7 @@ from celery import signals
 from celery.exceptions import WorkerLostError
 
 from .. import faults
+from ..model import events
 from ..model.policy import TaskPolicy
 from .handle import RunHandle
 from .recorder import Recorder
@@ -90,9 +91,7 @@ def on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None:
     wd = _for_app(getattr(request, "_app", None) or getattr(sender, "app", None))
     if wd is None or _ours(request.name):
         return
-    wd.recorder.add(
-        {"kind": "redeliv", "id": request.id, "name": request.name, "worker": request.hostname}
-    )
+    wd.recorder.add(events.redelivery(request.id, request.name, request.hostname))
 
 
 def _ours(name: str | None) -> bool:
@@ -238,20 +237,10 @@ def on_task_failure(
     if wd is None or _ours(getattr(sender, "name", None)):
         return
     lost = isinstance(exception, WorkerLostError)
-    wd.recorder.add(
-        {
-            "kind": "end",
-            "id": task_id,
-            "name": sender.name,
-            "worker": _main_hostname(wd, sender),
-            "pid": "*",
-            "authoritative": True,
-            "state": "FAILURE",
-            "outcome": "lost" if lost else "failed",
-            "exception": _describe(exception),
-            "traceback": traceback,
-        }
-    )
+    wd.recorder.add(events.main_process_end(
+        task_id, sender.name, _main_hostname(wd, sender), "FAILURE",
+        "lost" if lost else "failed", _describe(exception), traceback,
+    ))  # fmt: skip
 
 
 @_guarded
@@ -276,19 +265,10 @@ def on_task_revoked(
         why = f"terminated by signal {signum}"
     else:
         why = "revoked"
+    # ``request`` is a Request or (terminate) the task's Context: both have id and hostname.
+    worker = getattr(request, "hostname", None) or _main_hostname(wd, sender)
     wd.recorder.add(
-        {
-            "kind": "end",
-            # ``request`` is a Request or (terminate) the task's Context: both have id/hostname.
-            "id": request.id,
-            "name": name,
-            "worker": getattr(request, "hostname", None) or _main_hostname(wd, sender),
-            "pid": "*",
-            "authoritative": True,
-            "state": "REVOKED",
-            "outcome": "revoked",
-            "exception": f"Revoked: {why}",
-        }
+        events.main_process_end(request.id, name, worker, "REVOKED", "revoked", f"Revoked: {why}")
     )
 
 

@@ -8,7 +8,7 @@ the CLI, the monitor) get plain records back. The key maps live at the top of ea
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -64,7 +64,7 @@ class RunStore:
     # -- writes ------------------------------------------------------------------------------
 
     def write_batch(
-        self, events: Sequence[dict[str, Any]], live: Sequence[str], limits: Limits
+        self, events: Sequence[Mapping[str, Any]], live: Sequence[str], limits: Limits
     ) -> Written:
         """Apply recorder events in one round trip; a malformed event is rejected alone."""
         batch = {

@@ -23,7 +23,7 @@ from celery.worker import state as worker_state
 
 from .. import faults, runtime
 from ..alerts.incidents import Alerter
-from ..model import diagnosis, redis_errors, rules
+from ..model import diagnosis, events, redis_errors, rules
 from ..model.masking import mask_url
 from ..model.rules import blindness
 from ..store import RUNNING_TTL
@@ -157,7 +157,7 @@ class Reporter:
             for task_id, name in self.wd.recorder.store.open_runs_of(self.hostname, pid):
                 state = self._backend_state(task_id)
                 if state in ("SUCCESS", "FAILURE"):
-                    outcome = "succeeded" if state == "SUCCESS" else "failed"
+                    outcome: events.Outcome = "succeeded" if state == "SUCCESS" else "failed"
                     self._end(task_id, name, pid, state, outcome, None)
                 else:
                     self._end(task_id, name, pid, "FAILURE", "lost", _died(pid))
@@ -180,25 +180,16 @@ class Reporter:
             for _, other_id, other_name in earlier:
                 state = self._backend_state(other_id)
                 if state in ("SUCCESS", "FAILURE"):
-                    outcome = "succeeded" if state == "SUCCESS" else "failed"
-                    self._end(other_id, other_name, pid, state, outcome, None)
+                    done: events.Outcome = "succeeded" if state == "SUCCESS" else "failed"
+                    self._end(other_id, other_name, pid, state, done, None)
         self._seen = current
 
     def _end(
-        self, task_id: str, name: str, pid: int, state: str, outcome: str, why: str | None
-    ) -> None:
+        self, task_id: str, name: str, pid: int, state: str, outcome: events.Outcome,
+        why: str | None,
+    ) -> None:  # fmt: skip
         self.wd.recorder.add(
-            {
-                "kind": "end",
-                "id": task_id,
-                "name": name,
-                "worker": self.hostname,
-                "pid": pid,
-                "guess": True,
-                "state": state,
-                "outcome": outcome,
-                "exception": why,
-            }
+            events.guessed_end(task_id, name, self.hostname, pid, state, outcome, why)
         )
 
     def _backend_state(self, task_id: str) -> str | None:
