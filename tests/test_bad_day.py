@@ -33,6 +33,7 @@ from celery_watchdog.monitor.check import PassReport, run_pass
 from celery_watchdog.runtime import Watchdog
 from celery_watchdog.store import Store
 from celery_watchdog.views import documents as views
+from celery_watchdog.views import status as statusdoc
 from tests.helpers import REPO_ROOT, PreforkWorker, stop_process_group, wait_for
 from tests.test_cli import celery
 from tests.test_monitor import finding_for
@@ -118,7 +119,7 @@ def test_a_20_second_redis_freeze_judges_no_heartbeating_run_lost_or_stuck(redis
         doc = views.tasks_doc(store, wd)
         assert {doc[i]["state"] for i in ids} == {"SUCCESS"}
         assert {doc[i]["watchdog"]["health"] for i in ids} == {"ok"}
-        status = views.status_doc(store, wd)
+        status = statusdoc.status_doc(store, wd)
         assert status["tasks"]["tests.workerapp.beat_for"]["success_rate_1h"] == 1.0
         # The watchdog says what it went through: its own errors, per worker and kind.
         errors = wait_for(
@@ -127,10 +128,11 @@ def test_a_20_second_redis_freeze_judges_no_heartbeating_run_lost_or_stuck(redis
         )  # fmt: skip
         assert {"flush", "snapshot"} & set(errors), errors
         assert all(e["count_1h"] >= 1 and e["last"] for e in errors.values())
-        assert views.status_doc(store, wd)["watchdog"]["errors"]
+        assert statusdoc.status_doc(store, wd)["watchdog"]["errors"]
         now = store.now()
+        status_now = statusdoc.status_doc(store, wd, now=now)
         for text in (render.workers_text(views.workers_doc(store, now=now), now),
-                     render.status_text(views.status_doc(store, wd, now=now), now)):  # fmt: skip
+                     render.status_text(status_now, now)):  # fmt: skip
             assert f"on {w.name}, last: " in text and "WATCHDOG ERRORS: " in text, text
 
 
@@ -147,7 +149,7 @@ def test_a_full_redis_makes_no_running_run_look_lost_or_stuck_and_check_says_so(
             time.sleep(6)  # past the snapshot's lifetime and the 3 s heartbeat_timeout
             doc = views.tasks_doc(store, wd)
             assert doc[result.id]["watchdog"]["health"] == "ok", doc[result.id]["watchdog"]
-            status = views.status_doc(store, wd)
+            status = statusdoc.status_doc(store, wd)
             assert status["watchdog"]["doubt"]
             out = celery("check", redis_url=w.redis_url, prefix=w.prefix, conf=FAST)
             assert out.returncode == 2 and "out of memory" in out.stderr, out.stderr
@@ -207,7 +209,7 @@ def test_surrogates_and_escapes_in_an_error_and_a_step_leave_the_runs_beside_the
     assert "hunter2pw" not in (failed.exception or "") + (failed.traceback or "")
     odd_run = wait_for(lambda: _ended(store, odd.id, "FAILURE"), what="the odd failure")
     assert odd_run.exception and "Odd" in odd_run.exception  # recorded, not left empty
-    assert not [e for e in views.watchdog_errors(store, store.now()) if e["kind"] == "rejected"]
+    assert not [e for e in statusdoc.watchdog_errors(store, store.now()) if e["kind"] == "rejected"]
 
 
 def test_nan_and_inf_progress_never_stop_the_monitor_from_stopping_a_stuck_run_beside_it(
@@ -404,7 +406,7 @@ def test_a_worker_whose_clock_runs_30_s_ahead_of_beats_still_runs_every_check(
                              what="a check run by the skewed worker")  # fmt: skip
             wait_for(lambda: store.last_pass().get("at") != first, timeout=15,
                      what="a second check")  # fmt: skip
-            status = views.status_doc(store, wd)
+            status = statusdoc.status_doc(store, wd)
             assert status["watchdog"]["blind"] is None
             time.sleep(2)
         finally:

@@ -217,7 +217,7 @@ def test_a_channel_that_never_answers_does_not_hold_back_the_others_and_shows_in
     [notice] = report.notices
     outcome = {d.channel: (d.ok, d.error) for d in notice.deliveries}
     assert [ok for ok, _ in outcome.values()] == [False, True]
-    from celery_watchdog.views.documents import status_doc
+    from celery_watchdog.views.status import status_doc
 
     channels = status_doc(store, wd)["watchdog"]["alert_channels"]
     failing = [c for c in channels if not c["ok"]]

@@ -196,7 +196,7 @@ def test_a_whole_worker_killed_is_lost_within_snapshot_ttl_and_one_interval(redi
 def test_no_pass_for_three_intervals_is_reported_as_blind_by_check_worker_and_status(
     worker: PreforkWorker,
 ) -> None:
-    from celery_watchdog.views import documents as views
+    from celery_watchdog.views import status as statusdoc
 
     wd, store = runtime(worker)
     run_pass(wd, store)
@@ -215,7 +215,7 @@ def test_no_pass_for_three_intervals_is_reported_as_blind_by_check_worker_and_st
         what="the worker's snapshot to say blind",
     )  # fmt: skip
     assert info.online
-    assert "no monitor pass for" in views.status_doc(store, wd)["watchdog"]["blind"]
+    assert "no monitor pass for" in statusdoc.status_doc(store, wd)["watchdog"]["blind"]
 
 
 def blind_reason(report: PassReport) -> str:

@@ -15,6 +15,7 @@ from celery_watchdog import WatchedTask, install
 from celery_watchdog.runtime import Watchdog
 from celery_watchdog.store import Store
 from celery_watchdog.views import documents as views
+from celery_watchdog.views import status as statusdoc
 from tests.helpers import PreforkWorker, make_app, run_worker, wait_for
 
 FAST = {"watchdog_flush_interval": 0.1, "watchdog_snapshot_interval": 0.2}
@@ -262,7 +263,7 @@ def test_status_doc_counts_running_runs_by_health_with_rates_p95_and_last_error(
             env.tasks["add"].delay("1", 1).get(timeout=10)
         running = env.tasks["silent"].delay()
         doc = wait_for(
-            lambda: _stuck_and_failed(views.status_doc(env.store, env.wd)),
+            lambda: _stuck_and_failed(statusdoc.status_doc(env.store, env.wd)),
             what="a stuck v.silent and 4 v.add outcomes",
         )
         env.gate.set()

@@ -31,6 +31,7 @@ from ..model.masking import mask_url
 from ..runtime import Watchdog
 from ..store import Store
 from ..views import documents as views
+from ..views.status import status_doc
 from ..wiring import install
 from . import render
 
@@ -144,7 +145,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     """Per task name: running runs by health, success rates, p95 runtime, last outcomes."""
     session = open_session(ctx)
     now = session.store.now()
-    doc = views.status_doc(session.store, session.wd, now=now)
+    doc = status_doc(session.store, session.wd, now=now)
     echo_json(doc) if as_json else click.echo(render.status_text(doc, now))
 
 

@@ -12,7 +12,7 @@ FINAL_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 
 
 def _f(doc: Mapping[str, str], key: str) -> float | None:
-    return _number(doc.get(key))
+    return number(doc.get(key))
 
 
 def _i(doc: Mapping[str, str], key: str) -> int | None:
@@ -230,7 +230,7 @@ class NameStats:
             name=name,
             last_hour=_sum(buckets_5m),
             last_day=_sum(buckets_1h),
-            runtimes=sorted(ms / 1000 for v in runtimes_ms if (ms := _number(v)) is not None),
+            runtimes=sorted(ms / 1000 for v in runtimes_ms if (ms := number(v)) is not None),
             last_success=_f(info, "last_success"),
             last_failure=_f(info, "last_failure"),
             last_error=_s(info, "last_error"),
@@ -312,7 +312,7 @@ class Finding:
         }
 
 
-def _number(raw: object) -> float | None:
+def number(raw: object) -> float | None:
     """A finite float, or None: a record written by a task is hostile input ("nan", "inf")."""
     if raw is None or raw == "":
         return None

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 from .humanize import duration
 from .policy import TaskPolicy
-from .records import Evidence, Run, Verdict
+from .records import Evidence, Run, Verdict, number
 
 OK = Verdict("ok")
 
@@ -236,10 +236,7 @@ def blindness(
     ``since``: when the store came back after an outage (no pass could run while it was out;
     the monitor gets its intervals again from then, as the workers get their grace).
     """
-    try:
-        at = float(last_pass["at"]) if last_pass.get("at") else None
-    except ValueError:
-        at = None
+    at = number(last_pass.get("at"))
     if at is None:
         return "no monitor pass has ever completed (is beat or `celery watchdog monitor` running?)"
     if now - max(at, since or at) > BLIND_AFTER * interval:

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import redis
 
 from .. import faults
-from ..model.records import Evidence, NameStats, Run, WorkerInfo
+from ..model.records import Evidence, NameStats, Run, WorkerInfo, number
 
 _LUA = Path(__file__).resolve().parent / "lua"
 RUNNING_TTL = 7 * 86400  # a run's keys outlive any sane task; the snapshot keeps them alive
@@ -95,7 +95,7 @@ class RunStore:
     def evidence(self) -> Evidence:
         """When any worker last wrote a snapshot, and when snapshots last resumed after a gap."""
         pulse, outage = self.r.mget(f"{self.p}:pulse", f"{self.p}:outage")
-        return Evidence(_float(pulse), _float(outage))
+        return Evidence(number(pulse), number(outage))
 
     def note_silence(self, now: float) -> None:
         """The monitor found every worker silent: evidence is doubtful from ``now`` (first
@@ -259,13 +259,6 @@ local pulse = tonumber(redis.call('GET', ARGV[1]) or '') or 0
 local outage = tonumber(redis.call('GET', ARGV[2]) or '') or 0
 if outage < pulse or outage == 0 then redis.call('SET', ARGV[2], ARGV[3], 'EX', 86400) end
 """
-
-
-def _float(raw: str | None) -> float | None:
-    try:
-        return float(raw) if raw else None
-    except ValueError:
-        return None
 
 
 def glob_escape(text: str) -> str:

@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import fnmatch
 from collections import Counter
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..model import rules
 from ..model.ids import TaskLookupError, unique_id
 from ..model.policy import TaskPolicy
-from ..model.records import ActiveRequest, NameStats, Run, Verdict, WorkerInfo
-from ..model.rules import blindness
+from ..model.records import ActiveRequest, Run, Verdict, WorkerInfo
 
 if TYPE_CHECKING:
     from ..runtime import Watchdog
@@ -230,13 +228,6 @@ def _run_summary(judged: Judged, now: float) -> dict[str, Any]:
     }
 
 
-def _number(raw: str | None) -> float | None:
-    try:
-        return float(raw) if raw else None
-    except ValueError:
-        return None
-
-
 def _severity(health: str) -> int:
     order = ("ok", "slow", "duplicate", "overtime", "stuck", "poison", "lost")
     return order.index(health) if health in order else 0
@@ -288,80 +279,3 @@ def workers_doc(store: Store, *, now: float | None = None) -> dict[str, dict[str
         doc = docs[w.hostname] = flower_worker(w, now)
         doc["watchdog"]["errors"] = errors.get(w.hostname, {})
     return docs
-
-
-def watchdog_errors(store: Store, now: float) -> list[dict[str, Any]]:
-    """The watchdog's own errors, one entry per source and kind, most frequent first."""
-    found = [
-        {"source": source, "kind": kind, **info}
-        for source, kinds in store.faults(now).items()
-        for kind, info in kinds.items()
-    ]
-    return sorted(found, key=lambda e: (-e["count_1h"], -(e["last_at"] or 0)))
-
-
-# -- status --------------------------------------------------------------------------------
-
-
-def _name_summary(
-    name: str, judged: Sequence[Judged], stats: NameStats | None, policy: TaskPolicy
-) -> dict[str, Any]:
-    counts = dict.fromkeys(HEALTHS, 0)
-    for j in judged:
-        counts[j.verdict.health] = counts.get(j.verdict.health, 0) + 1
-    stats = stats or NameStats(name, {}, {}, (), None, None, None)
-    return {
-        "name": name, "running": len(judged), "health": counts,
-        "success_rate_1h": NameStats.success_rate(stats.last_hour),
-        "success_rate_24h": NameStats.success_rate(stats.last_day),
-        "counts_1h": dict(stats.last_hour), "counts_24h": dict(stats.last_day),
-        "p50_runtime": stats.percentile(0.5), "p95_runtime": stats.percentile(0.95),
-        "last_success": stats.last_success, "last_failure": stats.last_failure,
-        "last_error": stats.last_error, "owner": policy.owner,
-    }  # fmt: skip
-
-
-def _channel_health(status: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per alert channel: is its last delivery ok, and when did it last fail and why."""
-    out = []
-    for name, st in sorted(status.items()):
-        last = st.get("last") or {}
-        error = st.get("last_error") or {}
-        out.append({
-            "channel": name, "ok": bool(last.get("ok", True)), "delivered": st["delivered"],
-            "failed": st["failed"], "last_at": last.get("at"), "last_error": error.get("error"),
-            "last_error_at": error.get("at"), "last_ok_at": st.get("last_ok"),
-        })  # fmt: skip
-    return out
-
-
-def status_doc(store: Store, wd: Watchdog, *, now: float | None = None) -> dict[str, Any]:
-    """Per task name: running runs by health, success rates, p95 runtime, last outcomes."""
-    scene = _Scene(store, wd, now)
-    running = _judge_running(store, scene)
-    names = sorted({*store.task_names(), *(j.run.name for j in running)} - {""})
-    stats = store.name_stats(names, scene.now)
-    by_name: dict[str, list[Judged]] = {}
-    for j in running:
-        by_name.setdefault(j.run.name, []).append(j)
-    online = sum(1 for w in scene.workers if w.online)
-    last_pass = store.last_pass()
-    interval = wd.settings.check_interval
-    return {
-        "timestamp": scene.now,
-        "workers": {"online": online, "offline": len(scene.workers) - online},
-        "watchdog": {
-            "last_pass": _number(last_pass.get("at")),
-            "blind": blindness(last_pass, scene.now, interval, scene.evidence.outage),
-            "doubt": scene.doubt,
-            "errors": watchdog_errors(store, scene.now),
-            "unreadable": store.unreadable,
-            "dead_letters": store.dlq_count(),
-            "open_incidents": store.active_incident_count(),
-            "alert_channels": _channel_health(store.delivery_status()),
-        },
-        "tasks": {
-            name: _name_summary(name, by_name.get(name, ()), stats.get(name), scene.policy(name))
-            for name in names
-        },
-    }
