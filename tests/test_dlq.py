@@ -51,10 +51,14 @@ class Env:
     def dead_letter(self, *args: Any, keep_message: bool = True, **kwargs: Any) -> dict[str, Any]:
         """Run the task until its worker saved its message, then dead-letter it as stuck."""
         task_id = self.charge.apply_async(args, kwargs, headers={"tenant": "acme"}).id
-        message = wait_for(lambda: self.store.message(task_id), what="the saved message")
+        # 30 s, not 10: Celery's AsyncResult.__del__ of an earlier test's app whose Redis is
+        # gone retries for up to 20 s in whichever thread the garbage collector runs in (seen
+        # in CI: this worker's reporter), delaying the snapshot that saves the message.
+        message = wait_for(lambda: self.store.message(task_id), timeout=30,
+                           what="the saved message")  # fmt: skip
         run = wait_for(
             lambda: next((r for r in self.store.task(task_id) if r.running), None),
-            what="the run recorded as started",
+            timeout=30, what="the run recorded as started",
         )
         entry = dlq.make_entry(
             run, STUCK, message if keep_message else None, self.store.now(), idempotent=False
