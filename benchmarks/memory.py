@@ -6,7 +6,7 @@ Two paths write the same records:
   ``task_received`` receiver (the worker main process's event, fed a request-shaped object),
   Celery's task tracer, built once per task as a worker builds it (so it fires the real
   ``task_prerun``/``task_postrun`` receivers), and ``Recorder.flush`` ->
-  ``Store.write_batch`` -> ``flush.lua`` every 1000 runs.
+  ``store.runs.write_batch`` -> ``flush.lua`` every 1000 runs.
   Every run has a distinct task id; 20 task names; args, kwargs and a result are previewed;
   the worker name is a realistic ``celery@<kubernetes pod name>`` (key and field sizes, hence
   Redis encodings, depend on it).
@@ -215,7 +215,7 @@ def _mb(value: float) -> float:
 
 def print_table(mem: dict[str, Any]) -> None:
     where = {
-        "recorder": "real receivers + Recorder.flush -> Store.write_batch -> flush.lua, in-process",
+        "recorder": "real receivers + Recorder.flush -> store.runs.write_batch -> flush.lua",
         "worker": "no-op tasks through a prefork watchdog worker",
     }[mem["path"]]
     print(f"\nRedis memory (path: {mem['path']}: {where}; 20 task names, distinct ids)")

@@ -9,9 +9,9 @@ Method:
 1. **Passes** (in this process, on a private ``redis-server``). N running runs (distinct
    task ids, 20 ``WatchedTask`` names, 4 worker host names, a few child pids each) are
    written through the real write path: ``RunHandle`` -> ``Recorder.flush`` ->
-   ``Store.write_batch`` -> ``flush.lua``, as "run" events with ``new=True`` and
+   ``store.runs.write_batch`` -> ``flush.lua``, as "run" events with ``new=True`` and
    ``heartbeat_timeout`` = 1 h, so nothing is due. The hosts' snapshots are written with
-   ``Store.write_snapshot(host, snapshot, ttl, online=True)`` (so every run's worker is
+   ``store.workers.write_snapshot(host, snapshot, ttl, online=True)`` (so every run's worker is
    alive) and refreshed whenever they are 5 s old (never inside a timed pass). By default
    each snapshot lists its host's runs in ``active`` as a real worker's does (id, name, pid,
    CPU, args preview): with N runs in progress the fleet's snapshots hold N entries,
@@ -191,15 +191,19 @@ def _targets(store: Any, app: Any) -> list[tuple[Any, str, str, str | None]]:
 
     logger = logging.getLogger("celery_watchdog")
     names = [
-        "now", "last_pass", "workers", "online_workers", "offline_workers", "terminating_due",
-        "running_many", "terminating_done", "due", "budgets", "runtimes", "save_budgets",
-        "claim_many", "claimed_many", "stop_many", "messages", "cpu_of", "dlq_add_many",
-        "mark_verdicts", "reschedule_many", "lost_pending", "lost_done", "record_pass",
-        "runs_of_host", "write_batch",
+        "now", "monitor.last_pass", "workers.all", "workers.online", "workers.offline",
+        "monitor.terminating_due", "runs.running_many", "monitor.terminating_done", "runs.due",
+        "names.budgets", "names.runtimes", "names.save_budgets", "monitor.claim_many",
+        "monitor.claimed_many", "monitor.stop_many", "messages.get_many", "workers.cpu_of",
+        "dlq.add_many", "runs.mark_verdicts", "runs.reschedule_many", "monitor.lost_pending",
+        "monitor.lost_done", "monitor.record_pass", "runs.of_host", "runs.write_batch",
     ]  # fmt: skip
-    targets: list[tuple[Any, str, str, str | None]] = [
-        (store, n, f"Store.{n}", None) for n in names if hasattr(store, n)
-    ]
+    targets: list[tuple[Any, str, str, str | None]] = []
+    for path in names:
+        family, _, method = path.rpartition(".")
+        owner = getattr(store, family) if family else store
+        if hasattr(owner, method):
+            targets.append((owner, method, f"store.{path}", None))
     targets += [
         (app.control, "revoke", "app.control.revoke (kombu broadcast publish)", None),
         (rules, "health", "rules.health", None),
@@ -211,7 +215,7 @@ def _targets(store: Any, app: Any) -> list[tuple[Any, str, str, str | None]]:
             records.WorkerInfo,
             "from_doc",
             "  in workers(): WorkerInfo.from_doc (json.loads)",
-            "Store.workers",
+            "store.workers.all",
         ),
     ]
     return targets
@@ -349,7 +353,7 @@ class Tracked:
                 "software": {"celery": "5.7.0", "python": "3.11"},
                 "watchdog": {"dropped": 0, "errors": 0, "blind": None},
             }
-            store.write_snapshot(host, snapshot, SNAPSHOT_TTL, online=True)
+            store.workers.write_snapshot(host, snapshot, SNAPSHOT_TTL, online=True)
         self.snapshot_at = time.monotonic()
         return time.perf_counter() - t0
 
@@ -371,7 +375,7 @@ def _timed_pass(wd: Any, store: Any) -> tuple[float, Any]:
 
 
 def _snapshot_anatomy(store: Any) -> dict[str, Any]:
-    """What ``Store.workers()`` moves and parses: bytes, fetch, json.loads, records."""
+    """What ``store.workers.all()`` moves and parses: bytes, fetch, json.loads, records."""
     from celery_watchdog.model.records import WorkerInfo
 
     p = store.p
@@ -466,12 +470,12 @@ def measure_passes(server: PrivateRedis, opts: Options) -> dict[str, Any]:
             for rep in range(reps):
                 tracked.keep_alive(store)
                 batch, flush_s = tracked.make_due(opts.due)
-                dlq_before = store.dlq_count()
+                dlq_before = store.dlq.count()
                 seconds, report = _timed_pass(wd, store)
                 ids = {h.task_id for h in batch}
                 acted = [f for f in report.findings if f.run.task_id in ids]
                 dead = sum(1 for f in acted if f.kind == "stuck" and f.action == "dead_lettered")
-                dlq_added = store.dlq_count() - dlq_before
+                dlq_added = store.dlq.count() - dlq_before
                 ok = report.due == opts.due and dead == opts.due and dlq_added == opts.due
                 checks.append(
                     {"due": report.due, "dead_lettered": dead, "dlq_added": dlq_added, "ok": ok}
@@ -647,7 +651,7 @@ def measure_latency(server: PrivateRedis, opts: Options) -> dict[str, Any]:
                 if f.diagnosis:
                     print(f"              where it waits: {f.diagnosis}")
             time.sleep(max(0.0, opts.check_interval - (time.monotonic() - started)))
-        dlq = [e for e in (store.dlq_get_many(ids)) if e]
+        dlq = [e for e in (store.dlq.get_many(ids)) if e]
         out = {
             "tasks": len(ids),
             "results": results,
@@ -793,7 +797,7 @@ def report(opts: Options, res: dict[str, Any]) -> bool:
     if p:
         a = p["anatomy"]
         print(
-            f"\n  Store.workers() reads {a['hosts']} snapshots, {a['bytes'] / 1e6:.1f} MB of JSON "
+            f"\n  workers.all() reads {a['hosts']} snapshots, {a['bytes'] / 1e6:.1f} MB of JSON "
             f"listing {a['active']} active runs: fetch {a['fetch_ms']:.0f} ms, json.loads "
             f"{a['json_ms']:.0f} ms, WorkerInfo.from_doc (parse + records) "
             f"{a['from_doc_ms']:.0f} ms"

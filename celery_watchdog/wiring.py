@@ -43,12 +43,12 @@ def _schedule_check(app: Celery, wd: Watchdog) -> None:
         store = wd.monitor_store()
         # Checks queued behind busy slots, or sent by two beats, arrive in bursts: the first
         # runs the pass, the others (within half an interval, on the Redis clock) are no-ops.
-        if not store.begin_pass(min_gap=interval / 2, ttl=max(60.0, 3 * interval)):
+        if not store.monitor.begin_pass(min_gap=interval / 2, ttl=max(60.0, 3 * interval)):
             return {"skipped": "another pass ran or is running"}
         try:
             return run_pass(wd, store).as_dict()
         finally:
-            store.end_pass()
+            store.monitor.end_pass()
 
     # No ``expires``: Celery compares it with the receiving worker's own clock, so one worker
     # whose clock runs ahead of beat's would discard every check (and nobody would watch).

@@ -48,7 +48,7 @@ def test_install_hooks_an_app_that_does_not_list_the_package(redis_url: str) -> 
     with run_worker(app):
         result = add.delay(1, 2)
         assert result.get(timeout=10) == 3
-        wait_for(lambda: store.task(result.id), what="the run recorded")
+        wait_for(lambda: store.runs.of_task(result.id), what="the run recorded")
 
 
 def test_an_app_that_is_neither_listed_nor_installed_is_not_recorded(redis_url: str) -> None:

@@ -59,7 +59,7 @@ def test_a_secret_in_task_kwargs_appears_in_no_channel_and_the_account_in_each(
         result = charge.apply_async(
             kwargs={"account_id": 12, "password": SECRETS[0], "card_token": SECRETS[1]}
         )
-        wait_for(lambda: store.running(), what="the run recorded")
+        wait_for(lambda: store.runs.running(), what="the run recorded")
 
         def alerted() -> Any:
             return [n for n in run_pass(wd, store).notices if n.alert.kind == "stuck"]
@@ -106,7 +106,7 @@ def test_a_worker_alerts_once_when_nobody_watches_and_the_next_pass_resolves_it(
         run_pass(wd, store)  # a pass once ran; then nobody runs them
         wait_for(lambda: receiver.bodies("/blind"), timeout=10, what="the blind alert")
         # Another worker seeing it too (as every worker does) sends nothing more.
-        reason = blindness(store.last_pass(), store.now(), 0.3)
+        reason = blindness(store.monitor.last_pass(), store.now(), 0.3)
         assert reason and not Alerter(wd, store, store.now()).blind(reason, "other@host")
         time.sleep(1.0)  # the worker keeps seeing it
         assert len(receiver.bodies("/blind")) == 1

@@ -101,7 +101,7 @@ def test_a_20_second_redis_freeze_judges_no_heartbeating_run_lost_or_stuck(redis
         wd, store = runtime(w)
         results = [w.task("beat_for").delay(32) for _ in range(2)]
         ids = {r.id for r in results}
-        wait_for(lambda: len(store.running()) == 2, what="both runs recorded")
+        wait_for(lambda: len(store.runs.running()) == 2, what="both runs recorded")
         with Passes(wd) as passes:
             time.sleep(2)
             os.kill(server_pid, signal.SIGSTOP)
@@ -113,7 +113,7 @@ def test_a_20_second_redis_freeze_judges_no_heartbeating_run_lost_or_stuck(redis
             time.sleep(1)
         bad = [f for f in passes.findings() if f.run.task_id in ids]
         assert not bad, [(f.kind, f.reason, f.action) for f in bad]
-        assert store.dlq_count() == 0
+        assert store.dlq.count() == 0
         assert any(r.doubt for r in passes.reports), "no pass waited for the workers to report"
         assert passes.errors, "the passes never noticed the freeze"
         doc = views.tasks_doc(store, wd)
@@ -142,7 +142,7 @@ def test_a_full_redis_makes_no_running_run_look_lost_or_stuck_and_check_says_so(
     with PreforkWorker(redis_url, conf=FAST) as w:
         wd, store = runtime(w)
         result = w.task("beat_for").delay(14)
-        wait_for(lambda: store.running(), what="the run recorded")
+        wait_for(lambda: store.runs.running(), what="the run recorded")
         store.r.config_set("maxmemory-policy", "noeviction")
         store.r.config_set("maxmemory", "1")  # every write refused: OOM
         try:
@@ -229,8 +229,10 @@ def test_nan_and_inf_progress_never_stop_the_monitor_from_stopping_a_stuck_run_b
     # A record an older version (or a hand) left with NaN in it is read around, not crashed on.
     runkey = next(iter(store.r.zrange(f"{wd.settings.key_prefix}:running", 0, 0)), None)
     if runkey:
-        store.r.hset(f"{wd.settings.key_prefix}:run:{runkey}", mapping={
-            "processed": "nan", "total": "inf", "started": "nan", "last_progress": "-inf"})
+        store.r.hset(
+            f"{wd.settings.key_prefix}:run:{runkey}",
+            mapping={"processed": "nan", "total": "inf", "started": "nan", "last_progress": "-inf"},
+        )
     commands = [("status",), ("tasks",), ("task", hostile.id), ("workers",), ("check",)]
     for out in every_output(worker, commands):
         assert out.returncode in (0, 1), out.stderr
@@ -254,7 +256,7 @@ def every_output(
 
 
 def _ended(store: Store, task_id: str, state: str) -> Any:
-    return next((r for r in store.task(task_id) if r.state == state), None)
+    return next((r for r in store.runs.of_task(task_id) if r.state == state), None)
 
 
 # -- secrets and escapes, end to end ----------------------------------------------------------
@@ -281,9 +283,11 @@ def test_a_secret_in_args_step_and_error_is_in_no_record_command_or_alert(
     outputs.append(export.stdout)
     records = _watchdog_records(store, wd.settings.key_prefix)
     for secret in SECRETS:
-        for where, text in [("alert", s) for s in shown] + [("cli", o) for o in outputs] + [
-            ("redis", r) for r in records
-        ]:
+        for where, text in (
+            [("alert", s) for s in shown]
+            + [("cli", o) for o in outputs]
+            + [("redis", r) for r in records]
+        ):
             assert secret not in text, f"{secret!r} leaked into {where}: {text[:300]!r}"
     for text in outputs:
         assert "\x1b" not in text and "\x07" not in text and "\r" not in text
@@ -325,7 +329,7 @@ def test_the_only_worker_killed_mid_idempotent_run_is_requeued_and_runs_on_a_new
         first.start()
         wd, store = runtime(first)
         result = first.task("idem_sleep").delay(f"key-{uuid.uuid4().hex}", 120)
-        wait_for(lambda: store.message(result.id), what="its original message kept")
+        wait_for(lambda: store.messages.get(result.id), what="its original message kept")
         os.killpg(first.main_pid, signal.SIGKILL)
         first.stop(check=False)
         time.sleep(3 * FAST["watchdog_snapshot_interval"] + 1)  # its snapshot expires
@@ -337,13 +341,13 @@ def test_the_only_worker_killed_mid_idempotent_run_is_requeued_and_runs_on_a_new
         assert again.get(timeout=30) == "ran again"
         # Its incident ends with the work: when the requeued run succeeded.
         resolved = wait_for(
-            lambda: run_pass(wd, store) and [i for i in store.recent_incidents()
+            lambda: run_pass(wd, store) and [i for i in store.incidents.recent()
                                              if i.state == "resolved"],
             timeout=15, interval=0.3, what="the lost run's incident resolved",
         )  # fmt: skip
         assert resolved[0].resolution == f"requeued as {found.new_task_id[:8]}…, succeeded"
-        assert store.message(result.id) is None  # decided: the saved copy is gone
-        assert store.dlq_count() == 0
+        assert store.messages.get(result.id) is None  # decided: the saved copy is gone
+        assert store.dlq.count() == 0
     finally:
         second.stop(check=False)
         first.stop(check=False)
@@ -402,9 +406,9 @@ def test_a_worker_whose_clock_runs_30_s_ahead_of_beats_still_runs_every_check(
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         try:
-            first = wait_for(lambda: store.last_pass().get("at"), timeout=30,
+            first = wait_for(lambda: store.monitor.last_pass().get("at"), timeout=30,
                              what="a check run by the skewed worker")  # fmt: skip
-            wait_for(lambda: store.last_pass().get("at") != first, timeout=15,
+            wait_for(lambda: store.monitor.last_pass().get("at") != first, timeout=15,
                      what="a second check")  # fmt: skip
             status = statusdoc.status_doc(store, wd)
             assert status["watchdog"]["blind"] is None
@@ -436,7 +440,7 @@ def test_a_50_mb_message_in_the_dead_letter_queue_is_listed_without_loading_it(
     prefix = f"wdhuge-{uuid.uuid4().hex[:8]}"
     app_store = Store(redis.Redis.from_url(redis_url, decode_responses=True), prefix)
     body = "A" * (50 * 1024 * 1024)
-    app_store.dlq_add({"id": "huge-1", "name": "tests.workerapp.sleep", "verdict": "stuck",
+    app_store.dlq.add({"id": "huge-1", "name": "tests.workerapp.sleep", "verdict": "stuck",
                        "reason": "test", "message": {"body": body, "task": "x"},
                        "dead_lettered_at": app_store.now(), "state": "dead"})  # fmt: skip
     del body

@@ -51,7 +51,7 @@ class Cluster:
         ids = ids or (self.entry["id"],)
         for task_id in ids:
             message = {**self.entry["message"], "id": task_id}
-            self.store.dlq_add({**self.entry, "id": task_id, "message": message})
+            self.store.dlq.add({**self.entry, "id": task_id, "message": message})
         return list(ids)
 
 
@@ -73,8 +73,10 @@ def cluster() -> Iterator[Cluster]:
         with run_worker(app, concurrency=2):
             try:
                 task_id = charge.delay(SECRET, 7).id
-                message = wait_for(lambda: store.message(task_id), what="the saved message")
-                run = wait_for(lambda: next((r for r in store.task(task_id) if r.running), None))
+                message = wait_for(lambda: store.messages.get(task_id), what="the saved message")
+                run = wait_for(
+                    lambda: next((r for r in store.runs.of_task(task_id) if r.running), None)
+                )
                 verdict = Verdict("stuck", "no heartbeat for 300 s")
                 entry = dlq.make_entry(run, verdict, message, store.now(), idempotent=True)
                 gate.set()
@@ -167,11 +169,11 @@ def test_dlq_purge_asks_before_deleting(cluster: Cluster) -> None:
     cluster.reset(cluster.entry["id"], "abc-1", "abc-2")
     refused = cluster.run("purge", "--all")
     assert refused.returncode == 2 and "without --yes" in refused.stderr
-    assert cluster.store.dlq_count() == 3
+    assert cluster.store.dlq.count() == 3
     out = cluster.run("purge", "abc-1", "--yes")
     assert out.returncode == 0 and out.stdout == "Purged 1 dead-letter entry.\n"
     assert cluster.run("purge", "--all", "--yes").stdout == "Purged 2 dead-letter entries.\n"
-    assert cluster.store.dlq_count() == 0
+    assert cluster.store.dlq.count() == 0
 
 
 def test_dlq_export_writes_json_lines_redacted_unless_asked(
@@ -194,7 +196,7 @@ def test_dlq_output_shows_no_secret_value_and_no_terminal_control(cluster: Clust
     cluster.reset()
     task_id = "hostile-1"
     message = {**cluster.entry["message"], "id": task_id}
-    cluster.store.dlq_add({
+    cluster.store.dlq.add({
         **cluster.entry, "id": task_id, "message": message, "args": f"('{dsn}',)",
         "reason": f"quiet {hostile}", "step": f"connect {dsn} {hostile}",
         "last_error": f"OperationalError: {dsn} Bearer 0a1b2c3d4e5f {hostile}",

@@ -29,7 +29,7 @@ def test_incidents_are_listed_acknowledged_snoozed_and_resolved_by_prefix(
     record(wd, store, "reports.build", step="Export to PDF")
     record(wd, store, "mail.send")
     run_pass(wd, store)
-    ids = {i.name: i.id for i in store.active_incidents()}
+    ids = {i.name: i.id for i in store.incidents.active()}
 
     def cli(*args: str) -> tuple[int, str]:
         out = celery(*args, redis_url=redis_url, prefix=prefix, conf=conf)
@@ -132,7 +132,7 @@ def test_snooze_refuses_inf_nan_and_absurd_durations_in_one_line_and_never_store
     store = wd.store()
     record(wd, store, "mail.send", step="Render \x1b[2J\x1b]0;owned\x07 template\r")
     run_pass(wd, store)
-    [incident] = store.active_incidents()
+    [incident] = store.incidents.active()
     for bad in ("inf", "nan", "1e999", "99999d"):
         out = celery("snooze", incident.id, bad, redis_url=redis_url, prefix=prefix, conf=conf)
         assert out.returncode == 2 and out.stdout == "", out.stdout + out.stderr

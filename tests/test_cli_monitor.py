@@ -46,7 +46,7 @@ def test_check_exits_1_with_a_finding_and_names_it(redis_url: str) -> None:
     store = install(app).store()  # type: ignore[union-attr]
     with run_worker(app):
         stall.delay()
-        wait_for(lambda: store.running(), what="the run recorded")
+        wait_for(lambda: store.runs.running(), what="the run recorded")
         alert = {"watchdog_on_stuck": "alert"}
         # A first pass (not blind after it). On a loaded machine it may start late enough to
         # find the stall itself, and a finding is reported once: then it is the one to read.
@@ -103,7 +103,7 @@ def test_a_stuck_run_on_a_threads_pool_is_stopped_by_the_cooperative_cancel(
     store = wd.store()
     with run_worker(app, pool="threads"):
         result = looping.delay()
-        wait_for(lambda: store.running(), what="the run recorded")
+        wait_for(lambda: store.runs.running(), what="the run recorded")
         run_pass(wd, store)
         wait_for(lambda: [f for f in run_pass(wd, store).findings if f.kind == "stuck"] or
                  stopped, timeout=10, interval=0.3, what="a stuck verdict")  # fmt: skip

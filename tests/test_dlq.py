@@ -54,16 +54,17 @@ class Env:
         # 30 s, not 10: Celery's AsyncResult.__del__ of an earlier test's app whose Redis is
         # gone retries for up to 20 s in whichever thread the garbage collector runs in (seen
         # in CI: this worker's reporter), delaying the snapshot that saves the message.
-        message = wait_for(lambda: self.store.message(task_id), timeout=30,
+        message = wait_for(lambda: self.store.messages.get(task_id), timeout=30,
                            what="the saved message")  # fmt: skip
         run = wait_for(
-            lambda: next((r for r in self.store.task(task_id) if r.running), None),
-            timeout=30, what="the run recorded as started",
+            lambda: next((r for r in self.store.runs.of_task(task_id) if r.running), None),
+            timeout=30,
+            what="the run recorded as started",
         )
         entry = dlq.make_entry(
             run, STUCK, message if keep_message else None, self.store.now(), idempotent=False
         )
-        self.store.dlq_add(entry)
+        self.store.dlq.add(entry)
         return entry
 
     def replay(self, ids: list[str], **options: Any) -> list[dlq.ReplayResult]:
@@ -160,13 +161,13 @@ def test_a_dry_run_publishes_nothing_and_changes_nothing(
     env: Env, redis_client: redis.Redis
 ) -> None:
     old = env.dead_letter(SECRET, 2)["id"]
-    before = env.store.dlq_get(old)
+    before = env.store.dlq.get(old)
     [result] = env.replay([old], queue="parked", dry_run=True)
     assert result.outcome == "dry_run" and result.ok and result.new_task_id is None
     assert (result.name, result.queue, result.args) == ("dlq.charge", "parked", "([redacted], 2)")
     assert SECRET not in json.dumps(result.to_doc())
     assert redis_client.llen("parked") == 0 and redis_client.llen("celery") == 0
-    assert env.store.dlq_get(old) == before
+    assert env.store.dlq.get(old) == before
 
 
 def test_a_replay_to_another_queue_lands_there_with_the_original_message(
@@ -189,8 +190,8 @@ def test_a_replay_whose_publish_fails_leaves_the_entry_unchanged_and_replayable(
 ) -> None:
     entry = env.dead_letter(SECRET, 4)
     old, other = entry["id"], entry["id"] + "-copy"
-    env.store.dlq_add(clone(entry, other))
-    before = env.store.dlq_get(old)
+    env.store.dlq.add(clone(entry, other))
+    before = env.store.dlq.get(old)
     with RedisServer() as down:
         pass  # started and stopped: nothing listens on its port any more
     broken = make_app(down.url, result_backend=redis_url, watchdog_redis_url=redis_url,
@@ -204,7 +205,7 @@ def test_a_replay_whose_publish_fails_leaves_the_entry_unchanged_and_replayable(
     assert failed.outcome == "failed" and not failed.ok
     assert failed.reason.startswith("publish failed, entry left unchanged: OperationalError")
     assert skipped.outcome == "failed" and skipped.reason.startswith("not attempted: publish")
-    assert env.store.dlq_get(old) == before and env.entry(other).state == "dead"
+    assert env.store.dlq.get(old) == before and env.entry(other).state == "dead"
     retried = env.replay([old, other], queue="parked")  # the broker is back: they replay
     assert [r.outcome for r in retried] == ["replayed", "replayed"]
 
@@ -239,11 +240,11 @@ def test_an_entry_without_a_saved_message_is_shown_but_not_replayed(env: Env) ->
 
 def test_a_replay_in_progress_elsewhere_is_refused_and_its_lock_left_alone(env: Env) -> None:
     old = env.dead_letter(SECRET, 8)["id"]
-    assert env.store.dlq_lock(old)
+    assert env.store.dlq.lock(old)
     [result] = env.replay([old], queue="parked")
     assert result.outcome == "refused" and "in progress" in result.reason
-    assert not env.store.dlq_lock(old)  # still held by the other replayer
-    env.store.dlq_unlock(old)
+    assert not env.store.dlq.lock(old)  # still held by the other replayer
+    env.store.dlq.unlock(old)
     assert env.entry(old).state == "dead"
 
 
@@ -251,7 +252,7 @@ def test_replays_in_batches_keep_to_the_rate(env: Env, redis_client: redis.Redis
     entry = env.dead_letter(SECRET, 9)
     ids = [entry["id"]] + [f"{entry['id']}-copy{i}" for i in range(5)]
     for task_id in ids[1:]:
-        env.store.dlq_add(clone(entry, task_id))
+        env.store.dlq.add(clone(entry, task_id))
     started = time.monotonic()
     results = env.replay(ids, queue="parked", batch_size=2, rate=10)
     elapsed = time.monotonic() - started
@@ -263,7 +264,7 @@ def test_replays_in_batches_keep_to_the_rate(env: Env, redis_client: redis.Redis
 def test_entries_resolve_by_unique_prefix_and_purge_by_id_or_all(env: Env) -> None:
     entry = env.dead_letter(SECRET, 10)
     for task_id in ("abc-1", "abc-2", "xyz-1"):
-        env.store.dlq_add(clone(entry, task_id))
+        env.store.dlq.add(clone(entry, task_id))
     assert dlq.resolve(env.store, "xyz") == "xyz-1"
     assert dlq.resolve(env.store, entry["id"][:10]) == entry["id"]
     with pytest.raises(TaskLookupError, match="ambiguous: it matches abc-1, abc-2"):
@@ -271,5 +272,5 @@ def test_entries_resolve_by_unique_prefix_and_purge_by_id_or_all(env: Env) -> No
     with pytest.raises(TaskLookupError, match="no dead-letter entry with id or prefix 'nope'"):
         dlq.resolve(env.store, "nope")
     assert [e.task_id for e in dlq.entries(env.store, task="dlq.*", limit=2)] != []
-    assert dlq.purge(env.store, ["abc-1"]) == 1 and env.store.dlq_count() == 3
+    assert dlq.purge(env.store, ["abc-1"]) == 1 and env.store.dlq.count() == 3
     assert dlq.purge(env.store) == 3 and dlq.entries(env.store) == []

@@ -57,8 +57,8 @@ def record(
     event.update(kwargs=kwargs, queue="celery")
     if context is not None:
         event["context"] = json.dumps(context)
-    store.write_batch([event], [], wd.recorder.limits)
-    store.write_snapshot(host, {"active": []}, ttl=60, online=True)
+    store.runs.write_batch([event], [], wd.recorder.limits)
+    store.workers.write_snapshot(host, {"active": []}, ttl=60, online=True)
     return task_id
 
 
@@ -67,7 +67,7 @@ def end(
 ) -> None:
     event = {"kind": "end", "id": task_id, "name": name, "worker": host, "pid": pid,
              "slot": str(pid), "state": "SUCCESS", "outcome": "succeeded", "age": 0.0}  # fmt: skip
-    store.write_batch([event], [], wd.recorder.limits)
+    store.runs.write_batch([event], [], wd.recorder.limits)
 
 
 def posts(receiver: Receiver, path: str) -> list[dict[str, Any]]:
@@ -88,7 +88,7 @@ def test_a_stuck_run_opens_one_incident_whose_alert_answers_what_who_since_and_n
     assert body["incident"]["state"] == "open" and body["incident"]["notice"] == "opened"
     assert body["started_at"] and body["next_step"].startswith("still running")
     assert [n.alert.incident.id for n in report.notices] == [body["incident"]["id"]]
-    [incident] = store.active_incidents()
+    [incident] = store.incidents.active()
     assert incident.id == body["incident"]["id"] and incident.kind == "stuck"
 
     run_pass(wd, store)  # still stuck, not yet time to remind: nothing new
@@ -103,18 +103,20 @@ def test_reminders_repeat_until_acknowledged_and_wake_after_a_snooze(
     )
     record(wd, store, "reports.build")
     run_pass(wd, store)
-    [incident] = store.active_incidents()
+    [incident] = store.incidents.active()
     time.sleep(0.6)
     run_pass(wd, store)
     notices = [b["incident"]["notice"] for b in posts(receiver, "/r")]
     assert notices == ["opened", "reminder"]
 
-    assert store.incident_set(incident.id, "acknowledged", store.now(), note="on it", by="ana")
+    assert store.incidents.set_state(
+        incident.id, "acknowledged", store.now(), note="on it", by="ana"
+    )
     time.sleep(0.6)
     run_pass(wd, store)
     assert len(posts(receiver, "/r")) == 2, "an acknowledged incident is not reminded of"
 
-    store.incident_set(incident.id, "snoozed", store.now(), until=store.now() + 0.5)
+    store.incidents.set_state(incident.id, "snoozed", store.now(), until=store.now() + 0.5)
     run_pass(wd, store)
     assert len(posts(receiver, "/r")) == 2
     time.sleep(0.6)
@@ -136,8 +138,8 @@ def test_the_condition_clearing_resolves_the_incident_with_one_message(
     assert [b["incident"]["notice"] for b in bodies] == ["opened", "resolved"]
     assert bodies[1]["incident"]["state"] == "resolved"
     assert bodies[1]["incident"]["resolution"] == "the run ended"
-    assert not store.active_incidents()
-    [incident] = store.recent_incidents()
+    assert not store.incidents.active()
+    [incident] = store.incidents.recent()
     assert incident.state == "resolved" and incident.resolved_at
 
 
@@ -162,9 +164,9 @@ def test_a_storm_of_one_kind_and_task_is_one_grouped_alert_and_later_runs_join_i
         record(wd, store, "reports.build", step="Export to PDF")
     run_pass(wd, store)
     assert len(posts(receiver, "/g")) == 2
-    [incident] = [i for i in store.active_incidents() if i.name == "reports.build"]
+    [incident] = [i for i in store.incidents.active() if i.name == "reports.build"]
     assert incident.group and incident.count == 40
-    assert len(store.incident_members(incident.id)) == 40
+    assert len(store.incidents.members(incident.id)) == 40
 
 
 def test_severity_routes_send_a_p3_only_to_its_channel_and_a_p1_to_the_pager(
@@ -288,13 +290,13 @@ def test_two_progressing_runs_of_one_task_id_are_a_duplicate_incident_until_one_
     for host in ("dup-a@host", "dup-b@host"):
         h = RunHandle(task_id, "rollup", host, watched=True, policy=wd.policy("rollup"), pid=7)
         handles.append(h)
-        store.write_snapshot(host, {"active": []}, ttl=60, online=True)
+        store.workers.write_snapshot(host, {"active": []}, ttl=60, online=True)
     for h in handles:
-        store.write_batch([h.as_event(time.monotonic(), wd.redactor)], [], wd.recorder.limits)
+        store.runs.write_batch([h.as_event(time.monotonic(), wd.redactor)], [], wd.recorder.limits)
         h.new = False
     for h in handles:  # both keep making progress: later flushes must not hide the duplicate
         h.processed, h.last_progress = 5, time.monotonic()
-        store.write_batch([h.as_event(time.monotonic(), wd.redactor)], [], wd.recorder.limits)
+        store.runs.write_batch([h.as_event(time.monotonic(), wd.redactor)], [], wd.recorder.limits)
     report = run_pass(wd, store)
     assert [f.kind for f in report.findings] == ["duplicate"]
     [body] = posts(receiver, "/dup")
@@ -333,7 +335,7 @@ def test_a_dead_lettered_lost_run_stays_open_until_replayed(
     run_pass(wd, store)
     [opened] = posts(receiver, "/dl")
     assert opened["severity"] == "P1" and f"dlq show {task_id}" in opened["next_step"]
-    store.dlq_update(task_id, state="replayed")  # what `dlq replay` leaves behind
+    store.dlq.update(task_id, state="replayed")  # what `dlq replay` leaves behind
     run_pass(wd, store)
     resolved = posts(receiver, "/dl")[-1]
     assert resolved["incident"]["notice"] == "resolved"
@@ -367,7 +369,7 @@ def _stuck_and_dead_lettered(wd: Watchdog, store: Store, receiver: Receiver, pat
     end(wd, store, task_id, "reports.build")  # the SIGTERM took it down: its run ended
     run_pass(wd, store)
     assert [b["incident"]["notice"] for b in posts(receiver, path)] == ["opened"]
-    assert store.active_incidents(), "a dead-lettered run's incident closed when it stopped"
+    assert store.incidents.active(), "a dead-lettered run's incident closed when it stopped"
     return task_id
 
 
@@ -379,16 +381,16 @@ def test_a_dead_lettered_stuck_run_stays_open_until_its_replay_succeeded(
     task_id = _stuck_and_dead_lettered(wd, store, receiver, "/rp")
     new_id = str(uuid.uuid4())
     replayed = {"at": store.now(), "action": "replayed", "new_task_id": new_id}
-    store.dlq_update(task_id, state="replayed", audit=[replayed])  # what `dlq replay` leaves
+    store.dlq.update(task_id, state="replayed", audit=[replayed])  # what `dlq replay` leaves
     run_pass(wd, store)
-    assert store.active_incidents(), "resolved before the replay ran"
+    assert store.incidents.active(), "resolved before the replay ran"
     end(wd, store, new_id, "reports.build")  # the replay ran and succeeded
     run_pass(wd, store)
     resolved = posts(receiver, "/rp")[-1]
     assert resolved["incident"]["notice"] == "resolved"
     assert resolved["incident"]["resolution"] == f"replayed as {new_id[:8]}…, succeeded"
     assert resolved["next_step"] == "nothing to do: it is over"
-    assert not store.active_incidents()
+    assert not store.incidents.active()
 
 
 def test_a_dead_lettered_stuck_run_resolves_when_its_entry_is_purged_saying_by_whom(

@@ -81,7 +81,7 @@ def finding_for(
 
 def ended(store: Store, task_id: str, state: str, timeout: float = 15) -> Any:
     return wait_for(
-        lambda: next((r for r in store.task(task_id) if r.state == state), None),
+        lambda: next((r for r in store.runs.of_task(task_id) if r.state == state), None),
         timeout=timeout, what=f"{task_id} {state}",
     )  # fmt: skip
 
@@ -100,7 +100,7 @@ def test_a_task_blocked_on_a_silent_server_is_stuck_stopped_dead_lettered_and_di
     assert found.action == "dead_lettered" and "not idempotent" in found.detail
     assert found.diagnosis and "network read" in found.diagnosis
     assert "tests/workerapp.py" in found.diagnosis and "CPU idle" in found.diagnosis
-    entry = store.dlq_get(result.id)
+    entry = store.dlq.get(result.id)
     assert entry and entry["verdict"] == "stuck" and entry["message"]["body"]
     ended(store, result.id, "REVOKED")
     assert worker.task("add").delay(1, 1).get(timeout=15) == 2  # the worker serves the next
@@ -137,10 +137,10 @@ def test_a_catastrophic_regex_is_stuck_not_lost_and_killed_after_the_grace(
     # The child holds the GIL: SIGTERM's handler never runs; a later pass sends SIGKILL.
     def gone() -> bool:
         run_pass(wd, store)
-        return not [r for r in store.running() if r.task_id == result.id]
+        return not [r for r in store.runs.running() if r.task_id == result.id]
 
     wait_for(gone, timeout=30, interval=0.5, what="the regex run to end")
-    assert store.task(result.id)[0].state in ("REVOKED", "FAILURE")
+    assert store.runs.of_task(result.id)[0].state in ("REVOKED", "FAILURE")
 
 
 def test_a_killed_child_of_an_idempotent_task_is_lost_and_requeued(worker: PreforkWorker) -> None:
@@ -161,7 +161,12 @@ def test_a_killed_child_of_a_plain_task_is_lost_and_dead_lettered(worker: Prefor
     result = worker.task("hang_forever").delay()
     pid = wait_for(
         lambda: next(
-            (a.pid for w in store.workers() for a in w.active if a.task_id == result.id and a.pid),
+            (
+                a.pid
+                for w in store.workers.all()
+                for a in w.active
+                if a.task_id == result.id and a.pid
+            ),
             None,
         ),
         what="its child",
@@ -170,7 +175,7 @@ def test_a_killed_child_of_a_plain_task_is_lost_and_dead_lettered(worker: Prefor
     os.kill(pid, signal.SIGKILL)
     found = finding_for(wd, store, result.id, "lost")
     assert found.action == "dead_lettered"
-    assert store.dlq_get(result.id)["verdict"] == "lost"  # type: ignore[index]
+    assert store.dlq.get(result.id)["verdict"] == "lost"  # type: ignore[index]
     # Settled exactly once, however many passes follow.
     assert not [f for _ in range(3) for f in run_pass(wd, store).findings
                 if f.run.task_id == result.id]  # fmt: skip
@@ -180,7 +185,7 @@ def test_a_whole_worker_killed_is_lost_within_snapshot_ttl_and_one_interval(redi
     with PreforkWorker(redis_url, conf=CONF) as w:
         wd, store = runtime(w)
         result = w.task("hang_forever").delay()
-        wait_for(lambda: store.running(), what="the run recorded")
+        wait_for(lambda: store.runs.running(), what="the run recorded")
         os.killpg(w.main_pid, signal.SIGKILL)
         killed = time.monotonic()
         found = finding_for(wd, store, result.id, "lost", timeout=20)
@@ -210,7 +215,7 @@ def test_no_pass_for_three_intervals_is_reported_as_blind_by_check_worker_and_st
     assert blind_reason(run_pass(wd, store))
     stale()
     info = wait_for(
-        lambda: next((w for w in store.workers()
+        lambda: next((w for w in store.workers.all()
                       if "no monitor pass for" in (w.watchdog.get("blind") or "")), None),
         what="the worker's snapshot to say blind",
     )  # fmt: skip

@@ -56,12 +56,12 @@ def record_runs(wd: Watchdog, store: Store, runs: list[tuple[str, str]], quiet: 
         handle = RunHandle(task_id, TASK, host, watched=True, policy=wd.policy(TASK), pid=1000 + i)
         handle.started = handle.last_progress = now - quiet
         events.append(handle.as_event(now, wd.redactor))
-    store.write_batch(events, [], wd.recorder.limits)
+    store.runs.write_batch(events, [], wd.recorder.limits)
 
 
 def workers_online(store: Store) -> None:
     for host in HOSTS:  # runs of a worker without a live snapshot would be judged lost
-        store.write_snapshot(host, {"active": []}, ttl=60, online=True)
+        store.workers.write_snapshot(host, {"active": []}, ttl=60, online=True)
 
 
 def one_monitor(redis_url: str, prefix: str, barrier: Any, results: Any) -> None:
@@ -116,9 +116,9 @@ def test_four_monitors_at_once_act_on_each_of_200_stuck_runs_exactly_once(redis_
     workers_online(store)
     runs = [(str(uuid.uuid4()), HOSTS[i % 2]) for i in range(RUNS)]
     record_runs(wd, store, runs, quiet=600)  # silent for 10 min, heartbeat_timeout 1 min
-    run_keys = {r.run_key for r in store.running(limit=RUNS + 1)}
+    run_keys = {r.run_key for r in store.runs.running(limit=RUNS + 1)}
     assert len(run_keys) == RUNS
-    assert len(store.due(store.now(), limit=RUNS + 1)) == RUNS
+    assert len(store.runs.due(store.now(), limit=RUNS + 1)) == RUNS
 
     reports = monitors_at_once(redis_url, prefix)
 
@@ -132,8 +132,8 @@ def test_four_monitors_at_once_act_on_each_of_200_stuck_runs_exactly_once(redis_
     starts, ends = zip(*(r["span"] for r in reports), strict=True)
     assert max(starts) < min(ends), f"passes did not overlap: {[r['span'] for r in reports]}"
 
-    assert store.dlq_count() == RUNS
-    entries = store.dlq_get_many([task_id for task_id, _ in runs])
+    assert store.dlq.count() == RUNS
+    entries = store.dlq.get_many([task_id for task_id, _ in runs])
     assert all(e and e["verdict"] == "stuck" for e in entries)
     assert claim_keys(store) == sorted(f"{prefix}:claim:stuck:{key}" for key in run_keys)
     assert run_pass(wd, store).findings == []  # acted on already: later passes stay quiet
@@ -150,11 +150,11 @@ def test_one_task_id_running_on_two_workers_is_one_duplicate_finding_across_four
     record_runs(wd, store, healthy, quiet=0)
     for host in HOSTS:  # each worker's recorder reports its own copy, progressing
         record_runs(wd, store, [(twice, host)], quiet=0)
-    assert {r.task_id for r in store.due(store.now())} == {twice}
+    assert {r.task_id for r in store.runs.due(store.now())} == {twice}
 
     reports = monitors_at_once(redis_url, prefix)
 
     seen = [s for r in reports for s in r["seen"]]
     assert [(s.kind, s.task_id, s.action) for s in seen] == [("duplicate", twice, "none")]
     assert claim_keys(store) == [f"{prefix}:claim:duplicate:{twice}"]
-    assert store.dlq_count() == 0
+    assert store.dlq.count() == 0

@@ -49,7 +49,7 @@ def test_a_plain_task_far_past_its_learned_budget_is_slow_within_an_interval_eve
             task.delay(0.01).get(timeout=10)
         wd.recorder.flush()
         run_pass(wd, store)  # learns the budgets of every recent task name, as beat's pass does
-        assert store.budgets(["reports.plain"]), "no budget learned from the history"
+        assert store.names.budgets(["reports.plain"]), "no budget learned from the history"
         long = task.delay(10)
         started = time.monotonic()
         found = wait_for(

@@ -27,7 +27,7 @@ def store_of(worker: PreforkWorker) -> Store:
 
 def final(store: Store, task_id: str, state: str, timeout: float = 15) -> Run:
     def find() -> Run | None:
-        runs = store.task(task_id)
+        runs = store.runs.of_task(task_id)
         return runs[0] if runs and runs[0].state == state else None
 
     return wait_for(find, timeout=timeout, what=f"{task_id} in state {state}")
@@ -37,7 +37,7 @@ def running_pid(store: Store, task_id: str) -> int:
     """The child pid running ``task_id``, as the worker's main process reports it."""
 
     def find() -> int | None:
-        for w in store.workers():
+        for w in store.workers.all():
             for r in w.active:
                 if r.task_id == task_id and r.pid:
                     return r.pid
@@ -47,7 +47,7 @@ def running_pid(store: Store, task_id: str) -> int:
 
 
 def counts(store: Store, name: str) -> dict[str, int]:
-    return dict(store.name_stats([name], store.now())[name].last_hour)
+    return dict(store.names.stats([name], store.now())[name].last_hour)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_a_child_sigkilled_mid_task_is_recorded_lost_once_and_the_worker_goes_on
     assert worker.task("add").delay(2, 3).get(timeout=15) == 5
     time.sleep(1.5)  # let any second report of the same death arrive
     assert counts(store, "tests.workerapp.hang_forever").get("lost") == 1
-    assert all(r.task_id != result.id for r in store.running())
+    assert all(r.task_id != result.id for r in store.runs.running())
 
 
 def test_a_task_that_kills_its_own_process_is_lost_not_running_forever(
@@ -78,7 +78,7 @@ def test_a_task_that_kills_its_own_process_is_lost_not_running_forever(
     result = worker.task("crash_child").delay()
     run = final(store, result.id, "FAILURE")
     assert run.outcome == "lost"
-    assert all(r.task_id != result.id for r in store.running())
+    assert all(r.task_id != result.id for r in store.runs.running())
 
 
 def test_a_hard_time_limit_is_recorded_once(worker: PreforkWorker) -> None:
@@ -104,7 +104,9 @@ def test_a_watched_task_in_a_prefork_child_reports_progress(worker: PreforkWorke
     store = store_of(worker)
     result = worker.task("progress").delay(40, 0.1)
     run = wait_for(
-        lambda: [r for r in store.running() if r.task_id == result.id and (r.processed or 0) > 3],
+        lambda: [
+            r for r in store.runs.running() if r.task_id == result.id and (r.processed or 0) > 3
+        ],
         what="progress reported from the child",
     )[0]
     assert run.step == "work" and run.total == 40 and run.watched
@@ -139,11 +141,11 @@ def test_a_burst_of_short_tasks_in_prefork_children_is_counted_exactly_and_sampl
         lambda: counts(store, add.name).get("succeeded", 0) - before == 400 or None,
         what="all 400 successes counted",
     )
-    written = [r for r in store.finished(1000) if r.name == add.name]
+    written = [r for r in store.runs.finished(1000) if r.name == add.name]
     assert 0 < len(written) < 400
     assert all(r.worker and r.runtime is not None for r in written)
-    assert not [r for r in store.running() if r.name == add.name]
-    stats = store.name_stats([add.name], store.now())[add.name]
+    assert not [r for r in store.runs.running() if r.name == add.name]
+    stats = store.names.stats([add.name], store.now())[add.name]
     assert len(stats.runtimes) >= 50 and stats.last_success is not None
     # A failure in a child still gets its handle and its exception.
     assert "bad input 7" in (final(store, failed.id, "FAILURE").exception or "")
@@ -155,7 +157,7 @@ def test_the_worker_snapshot_lists_active_requests_with_child_pid_and_cpu(
     store = store_of(worker)
     hang = worker.task("hang_forever").delay()
     pid = running_pid(store, hang.id)
-    info = next(w for w in store.workers() if w.hostname == worker.name)
+    info = next(w for w in store.workers.all() if w.hostname == worker.name)
     assert info.online and info.pool == "prefork" and info.concurrency == 2
     assert set(info.processes) == set(worker.pids())
     active = next(r for r in info.active if r.task_id == hang.id)
@@ -192,9 +194,9 @@ def test_a_stopped_worker_is_reported_offline(
 ) -> None:
     worker = start_prefork_worker(conf={"watchdog_snapshot_interval": 0.5})
     store = store_of(worker)
-    wait_for(lambda: any(w.online for w in store.workers()), what="worker online")
+    wait_for(lambda: any(w.online for w in store.workers.all()), what="worker online")
     worker.stop()
-    info: Any = next(w for w in store.workers() if w.hostname == worker.name)
+    info: Any = next(w for w in store.workers.all() if w.hostname == worker.name)
     assert not info.online
 
 
@@ -231,7 +233,8 @@ def test_a_visibility_timeout_redelivery_while_running_shows_both_runs(redis_url
         second = PreforkWorker(redis_url, prefix=first.prefix, conf=conf)
         second.name = f"second-{first.name}"
         with second:
-            runs = wait_for(lambda: len(store.task(result.id)) == 2 and store.task(result.id),
+            of_task = store.runs.of_task
+            runs = wait_for(lambda: len(of_task(result.id)) == 2 and of_task(result.id),
                             timeout=20, what="two runs of one task id")  # fmt: skip
             assert len({r.run_key for r in runs}) == 2  # whichever worker took the copy
             from celery_watchdog.model.rules import health

@@ -26,7 +26,7 @@ def runtime_of(app: Celery) -> Watchdog:
 
 def finished_run(store: Store, task_id: str, state: str = "SUCCESS") -> Any:
     def find() -> Any:
-        runs = [r for r in store.finished(500) if r.task_id == task_id and r.state == state]
+        runs = [r for r in store.runs.finished(500) if r.task_id == task_id and r.state == state]
         return runs[0] if runs else None
 
     return wait_for(find, timeout=10, what=f"{task_id} recorded as {state}")
@@ -95,7 +95,7 @@ def test_a_running_watched_task_shows_its_step_and_progress(redis_url: str) -> N
     with run_worker(app):
         result = tasks["export"].delay(10)
         running = wait_for(
-            lambda: [r for r in store.running() if r.processed == 5], what="progress 5/10"
+            lambda: [r for r in store.runs.running() if r.processed == 5], what="progress 5/10"
         )[0]
         assert running.total == 10 and running.watched and running.state == "STARTED"
         assert running.last_heartbeat is not None and running.pid is not None
@@ -104,7 +104,7 @@ def test_a_running_watched_task_shows_its_step_and_progress(redis_url: str) -> N
         assert result.get(timeout=10) == 10
         done = finished_run(store, result.id)
     assert (done.processed, done.total) == (10, 10)
-    assert store.running() == []
+    assert store.runs.running() == []
 
 
 def test_a_step_with_its_own_timeout_is_recorded_while_inside_it(redis_url: str) -> None:
@@ -120,7 +120,7 @@ def test_a_step_with_its_own_timeout_is_recorded_while_inside_it(redis_url: str)
     store = runtime_of(app).store()
     with run_worker(app):
         result = stepper.delay("gate")
-        run = wait_for(lambda: store.running(), what="stepper running")[0]
+        run = wait_for(lambda: store.runs.running(), what="stepper running")[0]
         assert run.step == "render PDF" and run.step_timeout == 45
         store.r.set("gate", "1")
         result.get(timeout=10)
@@ -137,7 +137,7 @@ def test_a_failure_records_exception_traceback_and_the_last_error_of_its_name(
         run = finished_run(store, result.id, "FAILURE")
     assert run.exception == "ValueError: negative amount"
     assert run.traceback and "ValueError" in run.traceback
-    stats = store.name_stats(["t.fail"], store.now())["t.fail"]
+    stats = store.names.stats(["t.fail"], store.now())["t.fail"]
     assert stats.last_hour == {"failed": 1} and stats.last_day == {"failed": 1}
     assert stats.last_error == "ValueError: negative amount" and stats.last_failure
 
@@ -154,26 +154,26 @@ def test_counts_percentiles_and_last_success_per_task_name(redis_url: str) -> No
         assert flaky.get(timeout=10) == "ok"
         wait_for(
             lambda: (
-                store.name_stats(["t.charge"], store.now())["t.charge"].last_hour.get("succeeded")
+                store.names.stats(["t.charge"], store.now())["t.charge"].last_hour.get("succeeded")
                 == 30
             ),
             what="30 successes counted",
         )
         wait_for(
             lambda: (
-                store.name_stats(["t.flaky"], store.now())["t.flaky"].last_hour
+                store.names.stats(["t.flaky"], store.now())["t.flaky"].last_hour
                 == {"retried": 1, "succeeded": 1}
             ),
             what="one retry and one success",
         )
-    stats = store.name_stats(["t.charge"], store.now())["t.charge"]
+    stats = store.names.stats(["t.charge"], store.now())["t.charge"]
     assert len(stats.runtimes) == 30
     p50, p95, p99 = (stats.percentile(q) for q in (0.5, 0.95, 0.99))
     assert p50 is not None and p95 is not None and p99 is not None
     assert 0 <= p50 <= p95 <= p99 < 5
     assert stats.last_success is not None
     assert NameStatsRate(stats.last_day) == 1.0
-    assert set(store.task_names()) >= {"t.charge", "t.flaky"}
+    assert set(store.names.recent()) >= {"t.charge", "t.flaky"}
 
 
 def NameStatsRate(counts: dict[str, int]) -> float | None:
@@ -189,7 +189,8 @@ def test_the_same_task_id_running_twice_at_once_shows_both_runs(redis_url: str) 
     with run_worker(app, concurrency=2):
         tasks["wait"].apply_async((10,), task_id="dup-1")
         tasks["wait"].apply_async((10,), task_id="dup-1")
-        runs = wait_for(lambda: len(store.task("dup-1")) == 2 and store.task("dup-1"),
+        of_task = store.runs.of_task
+        runs = wait_for(lambda: len(of_task("dup-1")) == 2 and of_task("dup-1"),
                         what="two runs of dup-1")  # fmt: skip
         tasks["gate"].set()
     assert {r.task_id for r in runs} == {"dup-1"}
@@ -230,14 +231,14 @@ def test_tasks_keep_completing_while_the_watchdog_redis_is_down_and_records_arri
             # counted, not each written as a document).
             wait_for(
                 lambda: (
-                    store.name_stats(["t.charge"], store.now())["t.charge"].last_hour.get(
+                    store.names.stats(["t.charge"], store.now())["t.charge"].last_hour.get(
                         "succeeded"
                     )
                     == 20
                 ),
                 what="the outage's 20 successes counted after it",
             )
-            assert store.task(results[0].id), "the outage's first runs are written in full"
+            assert store.runs.of_task(results[0].id), "the outage's first runs are written in full"
     assert wd.recorder.dropped == 0
 
 
@@ -255,14 +256,14 @@ def test_a_tracer_recorded_run_still_going_at_a_flush_is_written_running_then_cl
                "args": [7, "tok_4242"], "kwargs": {"password": "hunter2"}}  # fmt: skip
     recorder.begin("light-1", request, charge, info)
     assert recorder.flush()
-    (run,) = store.task("light-1")
+    (run,) = store.runs.of_task("light-1")
     assert run.running and run.queue == "billing" and run.worker == "w1@host"
     assert "hunter2" not in (run.kwargs or "")
     recorder.finish((7, None, None, "7"))
     assert recorder.flush()
-    (run,) = store.task("light-1")
+    (run,) = store.runs.of_task("light-1")
     assert not run.running and run.state == "SUCCESS" and run.result == "7"
-    assert not [r for r in store.running() if r.task_id == "light-1"]
+    assert not [r for r in store.runs.running() if r.task_id == "light-1"]
 
 
 def test_short_successes_past_a_flushs_sample_are_counted_not_written(redis_url: str) -> None:
@@ -277,9 +278,9 @@ def test_short_successes_past_a_flushs_sample_are_counted_not_written(redis_url:
     recorder.begin("short-bad", {"args": [0, "tok"]}, charge, info)
     recorder.finish((None, ValueError("declined"), None, None))
     assert recorder.flush()
-    written = {r.task_id for r in store.finished(100) if r.name == "t.charge"}
+    written = {r.task_id for r in store.runs.finished(100) if r.name == "t.charge"}
     assert written == {f"short-{i}" for i in range(SAMPLE)} | {"short-bad"}
-    stats = store.name_stats(["t.charge"], store.now())["t.charge"]
+    stats = store.names.stats(["t.charge"], store.now())["t.charge"]
     assert stats.last_hour.get("succeeded") == 30 and stats.last_hour.get("failed") == 1
     assert len(stats.runtimes) == 31  # every run is timed, counted or written
 
@@ -306,8 +307,8 @@ def test_a_malformed_event_is_dropped_alone_and_counted_and_the_rest_are_written
     recorder.add({"kind": "redeliv", "id": "good-2", "name": "n", "worker": "w@h"})
     assert recorder.flush() is True
     assert recorder.dropped == 1 and recorder.errors == 0
-    assert set(store.find_task_ids("good-", limit=10)) == {"good-1", "good-2"}
-    (doc,) = store.task("good-1")
+    assert set(store.runs.find_task_ids("good-", limit=10)) == {"good-1", "good-2"}
+    (doc,) = store.runs.of_task("good-1")
     assert doc.deliveries == 2  # applied once, not again by a retry
     assert recorder.flush() is True and recorder.dropped == 1  # nothing left to retry
 
@@ -324,7 +325,7 @@ def test_the_buffer_is_bounded_and_counts_what_it_drops(redis_url: str) -> None:
         watchdog_redis.restart()
         assert recorder.flush() is True
         store = runtime_of(app).store()
-        assert len(store.find_task_ids("x", limit=100)) == 10
+        assert len(store.runs.find_task_ids("x", limit=100)) == 10
 
 
 def test_memory_stays_bounded_every_key_expires_or_is_capped(redis_url: str) -> None:
@@ -339,14 +340,14 @@ def test_memory_stays_bounded_every_key_expires_or_is_capped(redis_url: str) -> 
             r.get(timeout=10)
         wait_for(
             lambda: (
-                store.name_stats(["t.charge"], store.now())["t.charge"].last_hour.get("succeeded")
+                store.names.stats(["t.charge"], store.now())["t.charge"].last_hour.get("succeeded")
                 == 60
             ),
             what="60 successes counted",
         )
     prefix = wd.settings.key_prefix
     assert store.r.zcard(f"{prefix}:finished") == 20
-    assert len(store.find_task_ids("", limit=1000)) == 20
+    assert len(store.runs.find_task_ids("", limit=1000)) == 20
     capped = {f"{prefix}:{name}" for name in ("finished", "running", "names", "workers")}
     for key in store.r.scan_iter(match=f"{prefix}:*"):
         if key not in capped:

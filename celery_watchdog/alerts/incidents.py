@@ -90,7 +90,7 @@ class Alerter:
         )  # fmt: skip
 
     def _open(self, openings: list[Opening]) -> list[Notice]:
-        results = self.store.incidents_open(self.now, openings)
+        results = self.store.incidents.open(self.now, openings)
         opened = [
             Alert.from_record(o.alert)
             for o, (_, how) in zip(openings, results, strict=True)
@@ -137,9 +137,9 @@ class Alerter:
 
     def review(self, limit: int = 1000) -> list[Notice]:
         """Resolve what cleared (one message each), then remind of what is still open."""
-        active = self.store.active_incidents(limit)
+        active = self.store.incidents.active(limit)
         cleared = self._cleared(active)
-        done = set(self.store.incidents_resolve(
+        done = set(self.store.incidents.resolve(
             self.now, [(inc.id, why, "watchdog") for inc, why in cleared]
         ))  # fmt: skip
         resolved = [
@@ -150,16 +150,16 @@ class Alerter:
         return send(self.wd, self.store, resolved) + self.remind()
 
     def remind(self, kinds: Sequence[str] = ()) -> list[Notice]:
-        due = self.store.incidents_remind(self.now, self.wd.settings.alert_repeat, kinds)
+        due = self.store.incidents.remind(self.now, self.wd.settings.alert_repeat, kinds)
         reminders = [
             self._notice(inc, Incident(inc.id, "open", "reminder", _reminders(inc)))
-            for inc in self.store.incidents(due)
+            for inc in self.store.incidents.many(due)
         ]
         return send(self.wd, self.store, reminders)
 
     def resolve_by_hand(self, inc: IncidentDoc, note: str, by: str) -> list[Notice]:
         why = f"resolved by {by}" + (f": {note}" if note else "")
-        if not self.store.incidents_resolve(self.now, [(inc.id, why, by)]):
+        if not self.store.incidents.resolve(self.now, [(inc.id, why, by)]):
             return []
         notice = Incident(inc.id, "resolved", "resolved", _reminders(inc), why)
         return send(self.wd, self.store, [self._notice(inc, notice)])
@@ -182,13 +182,13 @@ class Alerter:
         them still running settles it without reading thousands of runs every pass.
         """
         groups = [inc.id for inc in incidents if inc.group]
-        samples = dict(zip(groups, self.store.incident_samples(groups, SAMPLE), strict=True))
+        samples = dict(zip(groups, self.store.incidents.samples(groups, SAMPLE), strict=True))
         members = {inc.id: samples.get(inc.id) or [inc.subject] for inc in incidents}
         first = self._cleared_of(incidents, members)
         full = [inc for inc, _ in first if inc.group and inc.count > SAMPLE]
         if not full:
             return first
-        every = {inc.id: self.store.incident_members(inc.id) for inc in full}
+        every = {inc.id: self.store.incidents.members(inc.id) for inc in full}
         again = {inc.id: why for inc, why in self._cleared_of(full, every)}
         checked = set(every)
         return [
@@ -205,16 +205,16 @@ class Alerter:
         succeeded, or it is purged; a requeued run's until the new run succeeded."""
         ends = {inc.id: _how_ended(inc) for inc in incidents}
         runs = sorted({m for inc in incidents if ends[inc.id] == "run" for m in members[inc.id]})
-        running = dict(zip(runs, self.store.running_many(runs), strict=True))
+        running = dict(zip(runs, self.store.runs.running_many(runs), strict=True))
         lettered = sorted({
             m.split("|", 1)[0]
             for inc in incidents if ends[inc.id] == "dead_letter" for m in members[inc.id]
         })  # fmt: skip
-        entries = dict(zip(lettered, self.store.dlq_get_many(lettered, with_message=False),
+        entries = dict(zip(lettered, self.store.dlq.get_many(lettered, with_message=False),
                            strict=True))  # fmt: skip
-        gone = dict(zip(lettered, self.store.dlq_gone(lettered), strict=True))
+        gone = dict(zip(lettered, self.store.dlq.gone(lettered), strict=True))
         names = sorted({inc.name for inc in incidents if ends[inc.id] == "dead_letter"})
-        stats = self.store.name_stats(names, self.now) if names else {}
+        stats = self.store.names.stats(names, self.now) if names else {}
         out = []
         for inc in incidents:
             subjects = members[inc.id]
@@ -229,7 +229,7 @@ class Alerter:
                     n = len(subjects)
                     why = "the run ended" if n == 1 else f"all {n} runs ended"
             elif end == "duplicate":
-                copies = [sum(r.running for r in self.store.task(m)) for m in subjects]
+                copies = [sum(r.running for r in self.store.runs.of_task(m)) for m in subjects]
                 if all(n < 2 for n in copies):
                     why = "only one copy is running now"
             else:
@@ -273,7 +273,7 @@ def _how_ended(inc: IncidentDoc) -> str:
 
 def _succeeded(store: Store, task_id: str, how: str) -> str | None:
     """``"requeued as 3f2a1b0c…, succeeded"`` once that task's run succeeded, else None."""
-    if any(run.state == "SUCCESS" for run in store.task(task_id)):
+    if any(run.state == "SUCCESS" for run in store.runs.of_task(task_id)):
         return f"{how} {task_id[:8]}…, succeeded"
     return None
 

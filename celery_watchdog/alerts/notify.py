@@ -103,7 +103,7 @@ def send(
     if store is not None:
         now = alerts[0].at
         try:
-            store.record_deliveries(
+            store.channels.record(
                 [(d.channel, d.ok, d.error, now) for n in notices for d in n.deliveries]
             )
         except Exception as exc:  # the alerts went out; only their bookkeeping failed

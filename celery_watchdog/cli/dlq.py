@@ -190,7 +190,7 @@ def purge(ctx: click.Context, entry_ids: tuple[str, ...], all_: bool, yes: bool)
     session = open_session(ctx)
     store = session.store
     ids = None if all_ else _resolve_all(store, entry_ids)
-    count = store.dlq_count() if ids is None else len(ids)
+    count = store.dlq.count() if ids is None else len(ids)
     what = f"{count} dead-letter entr{'y' if count == 1 else 'ies'}"
     if not yes:
         if not sys.stdin.isatty():

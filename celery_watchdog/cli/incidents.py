@@ -37,8 +37,8 @@ def _find(store: Store, wanted: str) -> IncidentDoc:
     wanted = wanted.strip()
     if not wanted:
         raise WatchdogError("an incident id (or a unique prefix of one) is required")
-    incident_id = unique_id(wanted, store.find_incidents(wanted), "incident")
-    incident = store.incident(incident_id)
+    incident_id = unique_id(wanted, store.incidents.find(wanted), "incident")
+    incident = store.incidents.get(incident_id)
     if incident is None:
         raise WatchdogError(f"incident {incident_id} has expired")
     return incident
@@ -69,7 +69,7 @@ def incidents(ctx: click.Context, show_all: bool, as_json: bool) -> None:
     """Open incidents (acknowledged and snoozed too), most recent first."""
     session = open_session(ctx)
     now = session.store.now()
-    found = session.store.recent_incidents(1000)
+    found = session.store.incidents.recent(1000)
     shown = found if show_all else [i for i in found if i.active]
     if as_json:
         echo_json(finite({"incidents": [i.as_dict() for i in shown], "timestamp": now}))
@@ -107,7 +107,7 @@ def _set(
     incident = _find(store, incident_id)
     now = store.now()
     until = None if seconds is None else now + seconds
-    done = store.incident_set(incident.id, state, now, until=until, note=note, by=_who())
+    done = store.incidents.set_state(incident.id, state, now, until=until, note=note, by=_who())
     if done == -1:
         raise WatchdogError(f"incident {incident.id} is already resolved")
     if done == 0:

@@ -36,7 +36,7 @@ def make_entry(
     run: Run, verdict: Verdict, message: dict[str, Any] | None, now: float, *,
     idempotent: bool, first_error: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """The entry for ``store.dlq_add`` (fields in :mod:`celery_watchdog.dlq`)."""
+    """The entry for ``store.dlq.add`` (fields in :mod:`celery_watchdog.dlq`)."""
     return {
         "id": run.task_id, "name": run.name, "queue": run.queue, "message": message,
         "verdict": verdict.health, "reason": verdict.reason,
@@ -181,8 +181,8 @@ def entries(
     ``with_message=False`` for listings: a message can be megabytes, and a list needs only
     whether it was kept.
     """
-    ids = store.dlq_ids(0, DLQ_MAX)
-    docs = store.dlq_get_many(ids, with_message=with_message)
+    ids = store.dlq.ids(0, DLQ_MAX)
+    docs = store.dlq.get_many(ids, with_message=with_message)
     found = [DeadLetter.from_doc(d) for d in docs if d]
     if task:
         found = [e for e in found if fnmatch.fnmatchcase(e.name, task)]
@@ -190,16 +190,16 @@ def entries(
 
 
 def get(store: Store, task_id: str) -> DeadLetter | None:
-    doc = store.dlq_get(task_id)
+    doc = store.dlq.get(task_id)
     return DeadLetter.from_doc(doc) if doc else None
 
 
 def purge(store: Store, ids: Iterable[str] | None = None, by: str = "") -> int:
     """Delete the given entries, or every entry; returns how many were deleted. Who purged
     them is kept a while: their incidents resolve as "purged by …"."""
-    targets = list(ids) if ids is not None else store.dlq_ids(0, DLQ_MAX)
-    store.dlq_mark_gone(targets, "purged", by, store.now())
-    return store.dlq_delete(*targets)
+    targets = list(ids) if ids is not None else store.dlq.ids(0, DLQ_MAX)
+    store.dlq.mark_gone(targets, "purged", by, store.now())
+    return store.dlq.delete(*targets)
 
 
 def export(
@@ -224,4 +224,4 @@ def resolve(store: Store, id_or_prefix: str) -> str:
     if not wanted:
         raise TaskLookupError("a dead-letter entry id (or a unique prefix of one) is required")
     missing = f"no dead-letter entry with id or prefix {wanted!r}"
-    return unique_id(wanted, store.dlq_find(wanted, limit=10), "dead-letter", missing)
+    return unique_id(wanted, store.dlq.find(wanted, limit=10), "dead-letter", missing)

@@ -88,7 +88,7 @@ def _replay_one(
     app: Celery, store: Store, task_id: str, queue: str | None, dry_run: bool, force: bool,
     at: float,
 ) -> ReplayResult:  # fmt: skip
-    if not dry_run and not store.dlq_lock(task_id):
+    if not dry_run and not store.dlq.lock(task_id):
         return ReplayResult(task_id, "", "refused", "another replay of it is in progress")
     try:
         entry = get(store, task_id)
@@ -125,14 +125,14 @@ def _replay_one(
         record = {"at": at, "action": "replayed", "new_task_id": new_id, "queue": target,
                   "forced": bool(force and entry.replayed)}  # fmt: skip
         try:
-            store.dlq_update(task_id, state="replayed", audit=[*entry.audit, record])
+            store.dlq.update(task_id, state="replayed", audit=[*entry.audit, record])
         except Exception as exc:  # published already: say so rather than hide the new id
             why = f"published, but the entry could not be marked replayed: {_error(exc)}"
             return result("replayed", why, new_id)
         return result("replayed", "", new_id)
     finally:
         if not dry_run:
-            store.dlq_unlock(task_id)
+            store.dlq.unlock(task_id)
 
 
 def _refusal(entry: DeadLetter, force: bool) -> str:

@@ -1,5 +1,5 @@
 """Side effects of a verdict, one per function: cancel, terminate, announce. (Requeue is
-:func:`celery_watchdog.dlq.publish_original`; dead-lettering is ``store.dlq_add``.) The monitor
+:func:`celery_watchdog.dlq.publish_original`; dead-lettering is ``store.dlq.add``.) The monitor
 claims a (run, verdict) before calling any of them, so each happens once.
 """
 

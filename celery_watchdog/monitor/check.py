@@ -58,31 +58,31 @@ def run_pass(wd: Watchdog, store: Store | None = None, limit: int = 1000) -> Pas
     store = store or wd.store()
     now = store.now()
     s = wd.settings
-    evidence = store.evidence()
+    evidence = store.workers.evidence()
     doubtful = rules.doubt(
         evidence, now, snapshot_interval=s.snapshot_interval, flush_interval=s.flush_interval
     )
     if doubtful and rules.silent(evidence, now, s.snapshot_interval):
-        store.note_silence(now)  # every worker silent: the grace starts when first noticed
+        store.workers.note_silence(now)  # every worker silent: the grace starts when first noticed
     report = PassReport(
-        now=now, blind=blindness(store.last_pass(), now, s.check_interval, evidence.outage),
+        now=now, blind=blindness(store.monitor.last_pass(), now, s.check_interval, evidence.outage),
         doubt=doubtful,
     )  # fmt: skip
-    store.unreadable = 0
+    store.runs.unreadable = 0
     handler = Handler(wd, store, now)
     handler.escalate(limit)
-    alive = store.online_workers()
+    alive = store.workers.online()
     verdicts: list[tuple[Run, Verdict, bool]] = []
     if not doubtful:
-        for host in store.offline_workers():
-            for run in store.runs_of_host(host):
+        for host in store.workers.offline():
+            for run in store.runs.of_host(host):
                 verdicts.append(
                     (run, Verdict("lost", f"its worker {host} stopped reporting"), True)
                 )
     _learn_budgets(wd, store, now)
-    due = store.due(now, limit)
+    due = store.runs.due(now, limit)
     report.due = len(due)
-    report.unreadable = store.unreadable
+    report.unreadable = store.runs.unreadable
     learned = _learned_budgets(wd, store, {r.name for r in due})
     copies = Counter(r.task_id for r in due)
     moves = []
@@ -104,12 +104,12 @@ def run_pass(wd: Watchdog, store: Store | None = None, limit: int = 1000) -> Pas
         if move and not doubtful:  # doubtful: stays due, judged again once the grace is over
             moves.append(move)
     report.findings = handler.handle_all(verdicts)
-    store.reschedule_many(moves)
+    store.runs.reschedule_many(moves)
     report.findings += handler.settle_lost(limit)
     alerter = Alerter(wd, store, now)
     report.notices = alerter.on_findings(report.findings) + alerter.review(limit)
     report.duration = time.monotonic() - started
-    store.record_pass(
+    store.monitor.record_pass(
         {
             "at": now,
             "duration": report.duration,
@@ -139,18 +139,18 @@ def _next_deadline(
 def _learned_budgets(wd: Watchdog, store: Store, names: set[str]) -> dict[str, rules.Budgets]:
     """Budgets learned from runtime history for tasks without explicit ones (cached 1 day)."""
     wanted = [n for n in names if _needs_budget(wd, n)]
-    cached = store.budgets(wanted)
+    cached = store.names.budgets(wanted)
     missing = [n for n in wanted if n not in cached]
     fresh = {}
     s = wd.settings
-    for name, runtimes in store.runtimes(missing).items():
+    for name, runtimes in store.names.runtimes(missing).items():
         learned = rules.learn(
             runtimes, min_runs=s.learn_min_runs, soft_floor=s.learned_soft_floor,
             hard_floor=s.learned_hard_floor,
         )  # fmt: skip
         if learned:
             fresh[name] = (learned.soft, learned.hard)
-    store.save_budgets(fresh)
+    store.names.save_budgets(fresh)
     return {n: rules.Budgets(*sh) for n, sh in {**cached, **fresh}.items()}
 
 
@@ -160,7 +160,7 @@ def _learn_budgets(wd: Watchdog, store: Store, now: float, limit: int = 500) -> 
     without explicit timeouts is flagged slow one interval after its learned soft budget,
     not after heartbeat_timeout. Each name is looked at once per RELEARN in this process."""
     checked = wd.budgets_checked
-    names = [n for n in store.task_names(limit) if now - checked.get(n, -RELEARN) >= RELEARN]
+    names = [n for n in store.names.recent(limit) if now - checked.get(n, -RELEARN) >= RELEARN]
     if names:
         _learned_budgets(wd, store, set(names))
         checked.update(dict.fromkeys(names, now))

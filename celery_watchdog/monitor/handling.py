@@ -69,14 +69,14 @@ class Handler:
         self._diagnose([c for c in cases if c.verdict.health in STOPPED])
         moving = [c for c in cases if c.steps.then != "none"]
         for c, message in zip(
-            moving, self.store.messages([c.run.task_id for c in moving]), strict=True
+            moving, self.store.messages.get_many([c.run.task_id for c in moving]), strict=True
         ):
             c.message = message
         self._requeue([c for c in moving if c.steps.then == "requeue"])
         self._dead_letter([c for c in moving if c.steps.then == "dead_letter" or not c.new_id])
         # Decided: the requeue runs under a new id, the dead letter keeps its own copy.
-        self.store.forget_messages([c.run.task_id for c in moving])
-        self.store.mark_verdicts(
+        self.store.messages.forget([c.run.task_id for c in moving])
+        self.store.runs.mark_verdicts(
             [(c.run.task_id, c.verdict.health, c.verdict.reason) for c in cases if c.done]
         )
         return [self._report(c) for c in cases]
@@ -86,14 +86,16 @@ class Handler:
         lost = [c for c in cases if c.verdict.health == "lost"]
         if lost:
             kinds = sorted(STOPPED)
-            flags = self.store.claimed_many([f"{k}:{c.run.run_key}" for c in lost for k in kinds])
+            flags = self.store.monitor.claimed_many(
+                [f"{k}:{c.run.run_key}" for c in lost for k in kinds]
+            )
             ours = {
                 id(c)
                 for i, c in enumerate(lost)
                 if any(flags[i * len(kinds) : (i + 1) * len(kinds)])
             }  # it died of our own SIGKILL: its stop was already handled and reported
             cases = [c for c in cases if id(c) not in ours]
-        won = self.store.claim_many([c.claim for c in cases])
+        won = self.store.monitor.claim_many([c.claim for c in cases])
         return [c for c, ok in zip(cases, won, strict=True) if ok]
 
     def _end_lost(self, cases: list[Case]) -> None:
@@ -105,7 +107,7 @@ class Handler:
             for c in cases
         ]  # fmt: skip
         limits = self.wd.recorder.limits
-        if ends and (rejected := self.store.write_batch(ends, [], limits).rejected):
+        if ends and (rejected := self.store.runs.write_batch(ends, [], limits).rejected):
             logger.warning("celery_watchdog: lost runs not recorded: %s", "; ".join(rejected))
 
     def _stop(self, cases: list[Case]) -> None:
@@ -113,7 +115,9 @@ class Handler:
         if not cases:
             return
         grace = self.now + self.wd.settings.terminate_grace
-        self.store.stop_many([(c.run.run_key, c.run.task_id, c.run.worker) for c in cases], grace)
+        self.store.monitor.stop_many(
+            [(c.run.run_key, c.run.task_id, c.run.worker) for c in cases], grace
+        )
         self._revoke({(c.run.worker, c.run.task_id) for c in cases}, "SIGTERM")
         for c in cases:
             c.done.append("revoked")
@@ -128,7 +132,9 @@ class Handler:
     def _diagnose(self, cases: list[Case]) -> None:
         """Where it waits (the stack its child took once quiet) and whether it burns CPU."""
         running = [c for c in cases if c.run.running]
-        cpu = self.store.cpu_of([(c.run.worker or "", c.run.task_id, c.run.pid) for c in running])
+        cpu = self.store.workers.cpu_of(
+            [(c.run.worker or "", c.run.task_id, c.run.pid) for c in running]
+        )
         for c in running:
             try:
                 stack = c.run.stack
@@ -161,7 +167,7 @@ class Handler:
             entry["diagnosis"] = c.where
             entries.append(entry)
             c.done.append("dead_lettered")
-        self.store.dlq_add_many(entries)
+        self.store.dlq.add_many(entries)
 
     def _report(self, c: Case) -> Finding:
         finding = Finding(
@@ -176,23 +182,23 @@ class Handler:
 
     def escalate(self, limit: int) -> None:
         """SIGKILL children that outlived the SIGTERM grace of a stop (prefork)."""
-        due = self.store.terminating_due(self.now)[:limit]
-        alive = self.store.running_many([runkey for runkey, _ in due])
+        due = self.store.monitor.terminating_due(self.now)[:limit]
+        alive = self.store.runs.running_many([runkey for runkey, _ in due])
         targets = {
             (info.get("worker"), info["task_id"])
             for (_, info), running in zip(due, alive, strict=True)
             if running and "task_id" in info
         }
         self._revoke(targets, "SIGKILL")
-        self.store.terminating_done(*(k for k, _ in due))
+        self.store.monitor.terminating_done(*(k for k, _ in due))
 
     def settle_lost(self, limit: int) -> list[Finding]:
         """Runs whose child died (recorded by its worker's main process) get their action."""
-        pending = self.store.lost_pending(limit)
+        pending = self.store.monitor.lost_pending(limit)
         verdicts = []
         for runkey, info in pending:
             task_id, worker, slot = [*runkey.split("|"), "", ""][:3]
-            runs = self.store.task(task_id)
+            runs = self.store.runs.of_task(task_id)
             base = runs[0] if runs else Run(task_id=task_id, name=info.get("name", ""),
                                             state="FAILURE")  # fmt: skip
             pid = int(slot.split(".")[0]) if slot[:1].isdigit() else None
@@ -201,7 +207,7 @@ class Handler:
             why = info.get("reason") or "its worker process died while running it"
             verdicts.append((run, Verdict("lost", why), False))
         findings = self.handle_all(verdicts)
-        self.store.lost_done(*(k for k, _ in pending))
+        self.store.monitor.lost_done(*(k for k, _ in pending))
         return findings
 
     def _events_on(self) -> bool:

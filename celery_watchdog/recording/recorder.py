@@ -257,7 +257,9 @@ class Recorder:
         for start in range(0, len(payload), CHUNK):
             try:
                 chunk = payload[start : start + CHUNK]
-                written = self.store.write_batch(chunk, live if start == 0 else [], self.limits)
+                written = self.store.runs.write_batch(
+                    chunk, live if start == 0 else [], self.limits
+                )
                 cancelled.update(written.cancelled)
                 if written.rejected:
                     self._on_rejected(written.rejected, chunk)
@@ -283,7 +285,7 @@ class Recorder:
             return True
         event["worker"] = self.hostname or socket.gethostname()
         try:
-            self.store.write_batch([event], [], self.limits)
+            self.store.runs.write_batch([event], [], self.limits)
         except Exception:
             faults.FAULTS.give_back(event)
             return False

@@ -1,22 +1,61 @@
 """The only package that knows Redis key names and Lua scripts.
 
-Every key lives under ``watchdog_key_prefix`` and has a TTL or a cap. :class:`Store` is one
-object for callers, assembled from one small class per concern.
+Every key lives under ``watchdog_key_prefix`` and has a TTL or a cap. :class:`Store` is a small
+facade: one client, one prefix, and one object per key family, each in its own module with the
+keys it owns listed at its top (the Lua scripts that write them are in ``lua/``):
+
+  store.runs       runs and task documents        runs.py      lua/flush.lua, lua/reschedule.lua
+  store.workers    snapshots, liveness, pulse,    workers.py   lua/snapshot.lua
+                   CPU, the watchdog's own errors
+  store.names      per task name: counts,         names.py
+                   runtimes, learned budgets
+  store.monitor    claims, stops, lost runs,      monitor.py
+                   passes
+  store.messages   original messages of long runs messages.py
+  store.dlq        the dead-letter queue          dlq.py
+  store.incidents  incidents                      incidents.py lua/incidents.lua
+  store.channels   alert delivery status          channels.py
 """
 
 from __future__ import annotations
 
-from .dlq import DeadLetterStore
-from .incidents import IncidentDoc, IncidentStore, Opening, new_incident_id
-from .monitor import MonitorStore
-from .runs import NAMES_MAX, RUNNING_TTL, Limits, connect
+from typing import Any
+
+import redis
+
+from .base import RUNNING_TTL, connect
+from .channels import Channels
+from .dlq import DeadLetters
+from .incidents import IncidentDoc, Incidents, Opening, new_incident_id
+from .messages import Messages
+from .monitor import MonitorKeys
+from .names import Names
+from .runs import NAMES_MAX, Limits, Runs, Written
+from .workers import Workers
 
 
-class Store(MonitorStore, DeadLetterStore, IncidentStore):
-    """Runs, workers and statistics; dead letters; what the monitor claims; incidents."""
+class Store:
+    """One Redis client and prefix, and the key families that use them."""
+
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self.r: Any = client
+        self.p = prefix
+        self.runs = Runs(client, prefix)
+        self.workers = Workers(client, prefix)
+        self.names = Names(client, prefix)
+        self.monitor = MonitorKeys(client, prefix)
+        self.messages = Messages(client, prefix)
+        self.dlq = DeadLetters(client, prefix)
+        self.incidents = Incidents(client, prefix)
+        self.channels = Channels(client, prefix)
+
+    def now(self) -> float:
+        """The one clock: the Redis server's."""
+        sec, usec = self.r.time()
+        return float(sec + usec / 1e6)
 
 
 __all__ = [
-    "NAMES_MAX", "RUNNING_TTL", "IncidentDoc", "Limits", "Opening", "Store", "connect",
-    "new_incident_id",
+    "NAMES_MAX", "RUNNING_TTL", "IncidentDoc", "Limits", "Opening", "Store", "Written",
+    "connect", "new_incident_id",
 ]  # fmt: skip

@@ -1,13 +1,11 @@
-"""Original messages of long runs, and the dead-letter queue.
+"""The dead-letter queue.
 
 Keys ({p} = prefix):
-  {p}:msg:{id}    STRING JSON original message (body base64, content type/encoding, headers,
-                  delivery info), saved by a worker's main process for runs still active after
-                  one snapshot interval; TTL RUNNING_TTL, deleted when the run ends.
   {p}:dlq         ZSET   task id -> dead-lettered at; capped at DLQ_MAX (oldest dropped).
   {p}:dlq:{id}    HASH   one entry: plain string fields, JSON for "message" and "audit";
                   TTL dlq_retention.
   {p}:dlqlock:{id} STRING a replay in progress (SET NX, short TTL): one replayer at a time.
+  {p}:dlqgone:{id} STRING JSON {how, by, at}: why an entry left the queue; TTL 7 days.
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .runs import glob_escape
+from .base import Keys, glob_escape
 
 DLQ_MAX = 10000
 DLQ_RETENTION = 14 * 86400
@@ -36,43 +34,12 @@ return out
 """
 
 
-class DeadLetterStore:
-    p: str
-    r: Any
-
-    # -- original messages ----------------------------------------------------------------
-
-    def save_messages(self, messages: dict[str, dict[str, Any]], ttl: int) -> None:
-        """Keep the original message of each run (first writer wins; one round trip)."""
-        if not messages:
-            return
-        pipe = self.r.pipeline(transaction=False)
-        for task_id, doc in messages.items():
-            pipe.set(f"{self.p}:msg:{task_id}", json.dumps(doc, default=str), nx=True, ex=ttl)
-        pipe.execute()
-
-    def forget_messages(self, task_ids: list[str]) -> None:
-        """The monitor decided what to do with these runs: their saved messages can go."""
-        if task_ids:
-            self.r.delete(*(f"{self.p}:msg:{task_id}" for task_id in task_ids))
-
-    def message(self, task_id: str) -> dict[str, Any] | None:
-        raw = self.r.get(f"{self.p}:msg:{task_id}")
-        return json.loads(raw) if raw else None
-
-    # -- dead-letter entries --------------------------------------------------------------
-
-    def messages(self, task_ids: list[str]) -> list[dict[str, Any] | None]:
-        if not task_ids:
-            return []
-        raws = self.r.mget([f"{self.p}:msg:{task_id}" for task_id in task_ids])
-        return [json.loads(raw) if raw else None for raw in raws]
-
-    def dlq_add(self, entry: dict[str, Any], retention: int = DLQ_RETENTION) -> None:
+class DeadLetters(Keys):
+    def add(self, entry: dict[str, Any], retention: int = DLQ_RETENTION) -> None:
         """Store one entry keyed by its task id (``entry["id"]``); the oldest beyond DLQ_MAX go."""
-        self.dlq_add_many([entry], retention)
+        self.add_many([entry], retention)
 
-    def dlq_add_many(self, entries: list[dict[str, Any]], retention: int = DLQ_RETENTION) -> None:
+    def add_many(self, entries: list[dict[str, Any]], retention: int = DLQ_RETENTION) -> None:
         """Store entries in one round trip, then drop the oldest beyond DLQ_MAX."""
         if not entries:
             return
@@ -93,9 +60,9 @@ class DeadLetterStore:
         excess = pipe.execute()[-1] - DLQ_MAX
         if excess > 0:
             old = self.r.zrange(f"{self.p}:dlq", 0, excess - 1)
-            self.dlq_delete(*old)
+            self.delete(*old)
 
-    def dlq_ids(self, offset: int = 0, limit: int = 100) -> list[str]:
+    def ids(self, offset: int = 0, limit: int = 100) -> list[str]:
         """Entry ids, newest first (entries whose hash expired are dropped from the index)."""
         ids = list(self.r.zrevrange(f"{self.p}:dlq", offset, offset + limit - 1))
         pipe = self.r.pipeline(transaction=False)
@@ -107,13 +74,13 @@ class DeadLetterStore:
             self.r.zrem(f"{self.p}:dlq", *gone)
         return [i for i, ok in zip(ids, alive, strict=True) if ok]
 
-    def dlq_count(self) -> int:
+    def count(self) -> int:
         return int(self.r.zcard(f"{self.p}:dlq"))
 
-    def dlq_get(self, task_id: str) -> dict[str, Any] | None:
-        return self.dlq_get_many([task_id])[0]
+    def get(self, task_id: str) -> dict[str, Any] | None:
+        return self.get_many([task_id])[0]
 
-    def dlq_get_many(
+    def get_many(
         self, task_ids: list[str], with_message: bool = True
     ) -> list[dict[str, Any] | None]:
         """Entries in the order asked, None for those gone (one round trip).
@@ -139,7 +106,7 @@ class DeadLetterStore:
             out.append(dict(doc) if doc else None)
         return out
 
-    def dlq_find(self, prefix: str, limit: int = 10) -> list[str]:
+    def find(self, prefix: str, limit: int = 10) -> list[str]:
         """Entry ids starting with ``prefix`` (a unique prefix is enough)."""
         found = []
         for task_id, _ in self.r.zscan_iter(f"{self.p}:dlq", match=glob_escape(prefix) + "*"):
@@ -148,14 +115,14 @@ class DeadLetterStore:
                 break
         return found
 
-    def dlq_lock(self, task_id: str, ttl: int = 60) -> bool:
+    def lock(self, task_id: str, ttl: int = 60) -> bool:
         """Claim the right to replay one entry now (two replayers never publish it twice)."""
         return bool(self.r.set(f"{self.p}:dlqlock:{task_id}", "1", nx=True, ex=ttl))
 
-    def dlq_unlock(self, task_id: str) -> None:
+    def unlock(self, task_id: str) -> None:
         self.r.delete(f"{self.p}:dlqlock:{task_id}")
 
-    def dlq_update(self, task_id: str, **fields: Any) -> None:
+    def update(self, task_id: str, **fields: Any) -> None:
         """Set fields of an existing entry (e.g. ``state``, ``audit``); no-op if it is gone."""
         key = f"{self.p}:dlq:{task_id}"
         values = {
@@ -169,9 +136,9 @@ class DeadLetterStore:
         if not exists:  # HSET created it: undo, an expired entry stays expired
             self.r.delete(key)
 
-    def dlq_mark_gone(self, task_ids: list[str], how: str, by: str, at: float) -> None:
+    def mark_gone(self, task_ids: list[str], how: str, by: str, at: float) -> None:
         """Say why entries left the queue (``purged`` by someone): their incidents resolve
-        with it. {p}:dlqgone:{id} STRING JSON {how, by, at}; TTL 7 days."""
+        with it."""
         if task_ids:
             doc = json.dumps({"how": how, "by": by, "at": at})
             pipe = self.r.pipeline(transaction=False)
@@ -179,13 +146,13 @@ class DeadLetterStore:
                 pipe.set(f"{self.p}:dlqgone:{task_id}", doc, ex=7 * 86400)
             pipe.execute()
 
-    def dlq_gone(self, task_ids: list[str]) -> list[dict[str, Any] | None]:
+    def gone(self, task_ids: list[str]) -> list[dict[str, Any] | None]:
         if not task_ids:
             return []
         raws = self.r.mget([f"{self.p}:dlqgone:{task_id}" for task_id in task_ids])
         return [json.loads(raw) if raw else None for raw in raws]
 
-    def dlq_delete(self, *task_ids: str) -> int:
+    def delete(self, *task_ids: str) -> int:
         if not task_ids:
             return 0
         pipe = self.r.pipeline(transaction=True)

@@ -1,9 +1,4 @@
-"""Incidents and alert delivery status: the keys are described in ``lua/incidents.lua``.
-
-Also:
-  {p}:alerts:channels   HASH "{channel}|last" -> JSON of its last delivery, "{channel}|ok" and
-                        "{channel}|failed" -> counts; TTL 7 days from the last delivery
-"""
+"""Incidents: the keys are described in ``lua/incidents.lua``, which changes them."""
 
 from __future__ import annotations
 
@@ -11,14 +6,11 @@ import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from .runs import RunStore
+from .base import Keys, lua
 
-_INCIDENTS = (Path(__file__).resolve().parent / "lua" / "incidents.lua").read_text()
 RESOLVED_TTL = 7 * 86400
-STATUS_TTL = 7 * 86400
 
 
 @dataclass(frozen=True)
@@ -96,14 +88,15 @@ class IncidentDoc:
         }  # fmt: skip
 
 
-class IncidentStore(RunStore):
-    def _incidents(self, *args: Any) -> Any:
-        script = getattr(self, "_incidents_script", None)
-        if script is None:
-            script = self._incidents_script = self.r.register_script(_INCIDENTS)
-        return script(keys=[], args=[str(a) for a in args])
+class Incidents(Keys):
+    def __init__(self, client: Any, prefix: str) -> None:
+        super().__init__(client, prefix)
+        self._script = client.register_script(lua("incidents.lua"))
 
-    def incidents_open(self, now: float, openings: Sequence[Opening]) -> list[tuple[str, str]]:
+    def _incidents(self, *args: Any) -> Any:
+        return self._script(keys=[], args=[str(a) for a in args])
+
+    def open(self, now: float, openings: Sequence[Opening]) -> list[tuple[str, str]]:
         """(id, "opened" | "joined" | "existing") per opening, atomically for all of them."""
         if not openings:
             return []
@@ -113,13 +106,13 @@ class IncidentStore(RunStore):
                      json.dumps(o.alert, default=str), json.dumps(list(o.members))]  # fmt: skip
         return [(str(i), str(how)) for i, how in self._incidents(*args)]
 
-    def incidents_remind(
+    def remind(
         self, now: float, every: float, kinds: Sequence[str] = (), limit: int = 1000
     ) -> list[str]:
         """Claim the reminders that are due: each id is returned to one caller only."""
         return list(self._incidents("remind", self.p, repr(now), every, limit, json.dumps(kinds)))
 
-    def incidents_resolve(
+    def resolve(
         self, now: float, items: Sequence[tuple[str, str, str]], ttl: int = RESOLVED_TTL
     ) -> list[str]:
         """(id, resolution, by): the ids this call resolved (each once, whoever asks)."""
@@ -130,7 +123,7 @@ class IncidentStore(RunStore):
             args += list(item)
         return list(self._incidents(*args))
 
-    def incident_set(
+    def set_state(
         self, incident_id: str, state: str, now: float, *, until: float | None = None,
         note: str = "", by: str = "",
     ) -> int:  # fmt: skip
@@ -140,75 +133,40 @@ class IncidentStore(RunStore):
             self._incidents("set", self.p, incident_id, state, repr(now), until_arg, note, by)
         )
 
-    def incident(self, incident_id: str) -> IncidentDoc | None:
+    def get(self, incident_id: str) -> IncidentDoc | None:
         h = self.r.hgetall(f"{self.p}:inc:{incident_id}")
         return IncidentDoc.from_hash(h) if h.get("id") else None
 
-    def incidents(self, ids: Sequence[str]) -> list[IncidentDoc]:
+    def many(self, ids: Sequence[str]) -> list[IncidentDoc]:
         pipe = self.r.pipeline(transaction=False)
         for i in ids:
             pipe.hgetall(f"{self.p}:inc:{i}")
         return [IncidentDoc.from_hash(h) for h in pipe.execute() if h.get("id")]
 
-    def active_incidents(self, limit: int = 1000) -> list[IncidentDoc]:
-        return self.incidents(self.r.zrange(f"{self.p}:inc:active", 0, limit - 1))
+    def active(self, limit: int = 1000) -> list[IncidentDoc]:
+        return self.many(self.r.zrange(f"{self.p}:inc:active", 0, limit - 1))
 
-    def active_incident_count(self) -> int:
+    def active_count(self) -> int:
         return int(self.r.zcard(f"{self.p}:inc:active"))
 
-    def recent_incidents(self, limit: int = 100) -> list[IncidentDoc]:
+    def recent(self, limit: int = 100) -> list[IncidentDoc]:
         """Newest first, resolved ones included while they are kept."""
-        return self.incidents(self.r.zrevrange(f"{self.p}:incidents", 0, limit - 1))
+        return self.many(self.r.zrevrange(f"{self.p}:incidents", 0, limit - 1))
 
-    def incident_members(self, incident_id: str) -> list[str]:
+    def members(self, incident_id: str) -> list[str]:
         return sorted(self.r.smembers(f"{self.p}:inc:{incident_id}:m"))
 
-    def incident_samples(self, incident_ids: Sequence[str], n: int) -> list[list[str]]:
+    def samples(self, incident_ids: Sequence[str], n: int) -> list[list[str]]:
         """Up to ``n`` random subjects of each grouped incident (one round trip)."""
         pipe = self.r.pipeline(transaction=False)
         for i in incident_ids:
             pipe.srandmember(f"{self.p}:inc:{i}:m", n)
         return [list(found) for found in pipe.execute()] if incident_ids else []
 
-    def find_incidents(self, prefix: str, limit: int = 10) -> list[str]:
+    def find(self, prefix: str, limit: int = 10) -> list[str]:
         """Ids starting with ``prefix`` (as with git hashes, a unique prefix is enough)."""
         ids = self.r.zrevrange(f"{self.p}:incidents", 0, -1)
         return [i for i in ids if i.startswith(prefix)][:limit]
-
-    # -- delivery status ---------------------------------------------------------------------
-
-    def record_deliveries(self, results: Sequence[tuple[str, bool, str | None, float]]) -> None:
-        """(channel, ok, error, at) per delivery: last outcome and counts per channel."""
-        if not results:
-            return
-        key = f"{self.p}:alerts:channels"
-        pipe = self.r.pipeline(transaction=False)
-        for channel, ok, error, at in results:
-            last = {"ok": ok, "error": error, "at": at}
-            if ok:
-                pipe.hset(key, f"{channel}|last_ok", repr(at))
-            else:
-                pipe.hset(key, f"{channel}|last_error", json.dumps(last))
-            pipe.hset(key, f"{channel}|last", json.dumps(last))
-            pipe.hincrby(key, f"{channel}|{'ok' if ok else 'failed'}", 1)
-        pipe.expire(key, STATUS_TTL)
-        pipe.execute()
-
-    def delivery_status(self) -> dict[str, dict[str, Any]]:
-        """Per channel: last delivery {ok, error, at}, delivered and failed counts."""
-        out: dict[str, dict[str, Any]] = {}
-        for field_, raw in self.r.hgetall(f"{self.p}:alerts:channels").items():
-            channel, _, what = field_.rpartition("|")
-            doc = out.setdefault(channel, {"channel": channel, "delivered": 0, "failed": 0})
-            if what in ("last", "last_error"):
-                doc[what] = json.loads(raw)
-            elif what == "last_ok":
-                doc[what] = float(raw)
-            elif what == "ok":
-                doc["delivered"] = int(raw)
-            elif what == "failed":
-                doc["failed"] = int(raw)
-        return out
 
 
 def new_incident_id() -> str:

@@ -1,37 +1,30 @@
-"""Runs, tasks, workers and per-name statistics: the recorder's and the views' keys.
+"""Runs and their task documents: what the recorder writes and every reader loads.
 
-Writers (the recorder, the worker bootstep) send one script call per batch; readers (views,
-the CLI, the monitor) get plain records back. The key maps live at the top of each
-``lua/*.lua`` file.
+Keys ({p} = prefix; the full map is at the top of ``lua/flush.lua``, which writes them):
+  {p}:task:{id}      HASH  Flower-shaped task document
+  {p}:run:{runkey}   HASH  one execution (id|host|slot)
+  {p}:runs:{id}      SET   runkeys of an id now running
+  {p}:running        ZSET  runkey -> deadline (when it becomes suspect)
+  {p}:finished       ZSET  id -> finish time
+  {p}:host:{worker}  SET   runkeys open on one worker
+Writers send one script call per batch; readers get plain records back.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple
 
-import redis
-
 from .. import faults
-from ..model.records import Evidence, NameStats, Run, WorkerInfo, number
+from ..model.records import Run
+from .base import RUNNING_TTL, Keys, glob_escape, lua
 
-_LUA = Path(__file__).resolve().parent / "lua"
-RUNNING_TTL = 7 * 86400  # a run's keys outlive any sane task; the snapshot keeps them alive
 NAMES_MAX = 5000  # task names tracked at most (each has a handful of small keys)
-
-
-def connect(url: str) -> redis.Redis:
-    """A client that gives up fast: the watchdog must never make the watched work wait."""
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=2.0,
-        socket_connect_timeout=2.0,
-        health_check_interval=30,
-        decode_responses=True,
-    )
+# Only an existing task document gets the verdict: a new key would have no TTL.
+_MARK = """if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'verdict', ARGV[1], 'verdict_reason', ARGV[2]) end"""
 
 
 class Written(NamedTuple):
@@ -49,17 +42,13 @@ class Limits:
     max_finished: int
 
 
-class RunStore:
-    p: str
-    r: Any
-
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
-        # Typed loosely: redis-py's stubs cannot express decode_responses=True (str replies).
-        self.r: Any = client
-        self.p = prefix
+class Runs(Keys):
+    def __init__(self, client: Any, prefix: str) -> None:
+        super().__init__(client, prefix)
         self.unreadable = 0  # records skipped by readers since the caller last reset it
-        self._flush = client.register_script((_LUA / "flush.lua").read_text())
-        self._snapshot = client.register_script((_LUA / "snapshot.lua").read_text())
+        self._flush = client.register_script(lua("flush.lua"))
+        self._reschedule = client.register_script(lua("reschedule.lua"))
+        self._mark = client.register_script(_MARK)
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -81,38 +70,12 @@ class RunStore:
         cancelled, rejected = self._flush(args=[self.p, payload])
         return Written(list(cancelled), list(rejected))
 
-    def write_snapshot(
-        self, hostname: str, snapshot: dict[str, Any], ttl: float, online: bool,
-        gap: float | None = None,
-    ) -> float:  # fmt: skip
-        """Write a worker's snapshot; ``gap``: silence of every worker that means an outage."""
-        data = json.dumps(snapshot, default=str, separators=(",", ":"))
-        state = "online" if online else "offline"
-        args: list[str | float] = [self.p, hostname, data, ttl, RUNNING_TTL, state,
-                                   "" if gap is None else gap]
-        return float(self._snapshot(args=args))
-
-    def evidence(self) -> Evidence:
-        """When any worker last wrote a snapshot, and when snapshots last resumed after a gap."""
-        pulse, outage = self.r.mget(f"{self.p}:pulse", f"{self.p}:outage")
-        return Evidence(number(pulse), number(outage))
-
-    def note_silence(self, now: float) -> None:
-        """The monitor found every worker silent: evidence is doubtful from ``now`` (first
-        notice only; the outage mark moves only when snapshots resume or silence is new)."""
-        self.r.eval(_NOTE_SILENCE, 0, f"{self.p}:pulse", f"{self.p}:outage", repr(now))
-
-    def now(self) -> float:
-        """The one clock: the Redis server's."""
-        sec, usec = self.r.time()
-        return sec + usec / 1e6
-
     def running(self, limit: int = 1000) -> list[Run]:
         """Runs in progress, most overdue first."""
         keys = self.r.zrange(f"{self.p}:running", 0, limit - 1, withscores=True)
-        return self.load_runs(keys, forget_stale=True)
+        return self.load(keys, forget_stale=True)
 
-    def load_runs(self, keys: list[tuple[str, float]], forget_stale: bool = False) -> list[Run]:
+    def load(self, keys: list[tuple[str, float]], forget_stale: bool = False) -> list[Run]:
         """Run records for (runkey, deadline) pairs, in one round trip."""
         pipe = self.r.pipeline(transaction=False)
         for runkey, _ in keys:
@@ -145,7 +108,7 @@ class RunStore:
             faults.report("record", exc, f"cannot read the record of {what}: {exc}")
             return None
 
-    def open_runs_of(self, hostname: str, pid: int) -> list[tuple[str, str]]:
+    def open_of(self, hostname: str, pid: int) -> list[tuple[str, str]]:
         """(task id, name) of runs still open for one child process (its buffer may be lost)."""
         found = []
         match = f"*|{glob_escape(hostname)}|{pid}"
@@ -164,7 +127,7 @@ class RunStore:
                  for task_id, doc in zip(ids, pipe.execute(), strict=True) if doc]  # fmt: skip
         return [run for run in found if run is not None]
 
-    def task(self, task_id: str) -> list[Run]:
+    def of_task(self, task_id: str) -> list[Run]:
         """Every known run of one task id: the running ones, else its last record."""
         runkeys = sorted(self.r.smembers(f"{self.p}:runs:{task_id}"))
         pipe = self.r.pipeline(transaction=False)
@@ -194,72 +157,44 @@ class RunStore:
                 break
         return found
 
-    def workers(self) -> list[WorkerInfo]:
-        hosts = self.r.zrevrange(f"{self.p}:workers", 0, -1, withscores=True)
+    # -- what the monitor reads and moves ------------------------------------------------
+
+    def due(self, now: float, limit: int = 1000) -> list[Run]:
+        """Runs whose deadline has passed, most overdue first: cost grows with what is due."""
+        keys = self.r.zrangebyscore(
+            f"{self.p}:running", "-inf", now, start=0, num=limit, withscores=True
+        )
+        return self.load(keys)
+
+    def of_host(self, hostname: str) -> list[Run]:
+        runkeys = sorted(self.r.smembers(f"{self.p}:host:{hostname}"))
         pipe = self.r.pipeline(transaction=False)
-        for host, _ in hosts:
-            pipe.hgetall(f"{self.p}:worker:{host}")
-        docs = pipe.execute()
-        return [
-            WorkerInfo.from_doc(host, seen, doc)
-            for (host, seen), doc in zip(hosts, docs, strict=True)
-        ]
+        for runkey in runkeys:
+            pipe.zscore(f"{self.p}:running", runkey)
+        scores = pipe.execute()
+        return self.load([(k, s) for k, s in zip(runkeys, scores, strict=True) if s is not None])
 
-    def faults(self, now: float, limit: int = 100) -> dict[str, dict[str, dict[str, Any]]]:
-        """The watchdog's own errors per source (worker) and kind: count in the last hour,
-        the last one's text and time (written by ``flush.lua``'s "faults" events)."""
-        sources = self.r.zrevrangebyscore(f"{self.p}:faulty", "+inf", now - 86400, 0, limit)
-        b5 = int(now // 300)
+    def running_many(self, runkeys: list[str]) -> list[bool]:
         pipe = self.r.pipeline(transaction=False)
-        for source in sources:
-            for b in range(b5 - 11, b5 + 1):
-                pipe.hgetall(f"{self.p}:faults:{source}:{b}")
-            pipe.hgetall(f"{self.p}:faultlast:{source}")
-        replies = pipe.execute() if sources else []
-        out: dict[str, dict[str, dict[str, Any]]] = {}
-        for i, source in enumerate(sources):
-            *buckets, last = replies[i * 13 : (i + 1) * 13]
-            counts = NameStats.from_replies(source, buckets, (), (), {}).last_hour
-            kinds: dict[str, dict[str, Any]] = {}
-            for kind, raw in last.items():
-                try:
-                    doc = json.loads(raw)
-                except ValueError:
-                    doc = {}
-                kinds[kind] = {"count_1h": counts.get(kind, 0), "last": doc.get("text"),
-                               "last_at": doc.get("at"), "pid": doc.get("pid")}  # fmt: skip
-            out[source] = kinds
-        return out
+        for runkey in runkeys:
+            pipe.zscore(f"{self.p}:running", runkey)
+        return [score is not None for score in pipe.execute()]
 
-    def task_names(self, limit: int = 500) -> list[str]:
-        return list(self.r.zrevrange(f"{self.p}:names", 0, limit - 1))
-
-    def name_stats(self, names: Iterable[str], now: float) -> dict[str, NameStats]:
-        names = list(names)
-        b5, b1h = int(now // 300), int(now // 3600)
+    def reschedule_many(self, moves: list[tuple[str, float, float]]) -> None:
+        """(runkey, seen, deadline): move each deadline unless a flush moved it meanwhile."""
+        if not moves:
+            return
         pipe = self.r.pipeline(transaction=False)
-        for name in names:
-            for b in range(b5 - 11, b5 + 1):
-                pipe.hgetall(f"{self.p}:s5:{name}:{b}")
-            for b in range(b1h - 23, b1h + 1):
-                pipe.hgetall(f"{self.p}:s1h:{name}:{b}")
-            pipe.lrange(f"{self.p}:rt:{name}", 0, -1)
-            pipe.hgetall(f"{self.p}:name:{name}")
-        replies = pipe.execute()
-        per = 12 + 24 + 2
-        out = {}
-        for i, name in enumerate(names):
-            chunk = replies[i * per : (i + 1) * per]
-            out[name] = NameStats.from_replies(name, chunk[:12], chunk[12:36], chunk[36], chunk[37])
-        return out
+        for runkey, seen, deadline in moves:
+            args = [runkey, repr(seen), repr(deadline)]
+            self._reschedule(keys=[f"{self.p}:running"], args=args, client=pipe)
+        pipe.execute()
 
-
-_NOTE_SILENCE = """
-local pulse = tonumber(redis.call('GET', ARGV[1]) or '') or 0
-local outage = tonumber(redis.call('GET', ARGV[2]) or '') or 0
-if outage < pulse or outage == 0 then redis.call('SET', ARGV[2], ARGV[3], 'EX', 86400) end
-"""
-
-
-def glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+    def mark_verdicts(self, verdicts: list[tuple[str, str, str]]) -> None:
+        """(task id, kind, reason): kept on the task document once the run ended."""
+        if not verdicts:
+            return
+        pipe = self.r.pipeline(transaction=False)
+        for task_id, kind, reason in verdicts:
+            self._mark(keys=[f"{self.p}:task:{task_id}"], args=[kind, reason], client=pipe)
+        pipe.execute()

@@ -60,7 +60,7 @@ class _Scene:
     def __init__(self, store: Store, wd: Watchdog, now: float | None) -> None:
         self.wd = wd
         self.now = store.now() if now is None else now
-        self.workers = store.workers()
+        self.workers = store.workers.all()
         self.alive = {w.hostname: w.online for w in self.workers}
         self.cpu = {
             (a.task_id, a.pid): a.cpu for w in self.workers for a in w.active if a.cpu is not None
@@ -68,7 +68,7 @@ class _Scene:
         self.copies: Counter[str] = Counter()
         self.learned: dict[str, rules.Budgets] = {}  # the budgets the monitor judges with
         s = wd.settings
-        self.evidence = store.evidence()
+        self.evidence = store.workers.evidence()
         # The monitor's own reading: while silence proves nothing, nobody is shown lost/stuck.
         self.doubt = rules.doubt(
             self.evidence, self.now, snapshot_interval=s.snapshot_interval,
@@ -83,7 +83,7 @@ class _Scene:
 
     def learn(self, store: Store, names: set[str]) -> None:
         """The budgets the monitor learned for these task names (one round trip)."""
-        found = store.budgets(sorted(names - set(self.learned)))
+        found = store.names.budgets(sorted(names - set(self.learned)))
         self.learned.update({name: rules.Budgets(*sh) for name, sh in found.items()})
 
     def judge(self, run: Run) -> Judged:
@@ -98,7 +98,7 @@ class _Scene:
 
 
 def _judge_running(store: Store, scene: _Scene) -> list[Judged]:
-    running = store.running()
+    running = store.runs.running()
     scene.copies.update(run.task_id for run in running)
     scene.learn(store, {run.name for run in running})
     return [scene.judge(run) for run in running]
@@ -164,7 +164,7 @@ def tasks_doc(
     running = _judge_running(store, scene)
     finished = [
         scene.judge(run)
-        for run in store.finished(limit=FINISHED_SCAN)
+        for run in store.runs.finished(limit=FINISHED_SCAN)
         if run.task_id not in scene.copies  # it runs again now: its running entry tells more
     ]
     out: dict[str, dict[str, Any]] = {}
@@ -191,13 +191,13 @@ def resolve_task_id(store: Store, task_id_or_prefix: str, retention: float) -> s
     wanted = task_id_or_prefix.strip()
     if not wanted:
         raise TaskLookupError("a task id (or a unique prefix of one) is required")
-    if store.task(wanted):
+    if store.runs.of_task(wanted):
         return wanted
     missing = (
         f"no task with id or prefix {wanted!r} (unknown, or finished more than "
         f"watchdog_retention={retention:g} s ago)"
     )
-    return unique_id(wanted, store.find_task_ids(wanted, limit=10), "task", missing)
+    return unique_id(wanted, store.runs.find_task_ids(wanted, limit=10), "task", missing)
 
 
 def task_doc(
@@ -206,7 +206,7 @@ def task_doc(
     """Flower's ``/api/task/info/<id>``; ``watchdog.runs`` lists every run of a duplicate."""
     task_id = resolve_task_id(store, task_id_or_prefix, wd.settings.retention)
     scene = _Scene(store, wd, now)
-    runs = store.task(task_id)
+    runs = store.runs.of_task(task_id)
     scene.copies.update(run.task_id for run in runs if run.running)
     scene.learn(store, {run.name for run in runs if run.running})
     judged = [scene.judge(run) for run in runs]
@@ -273,9 +273,9 @@ def workers_doc(store: Store, *, now: float | None = None) -> dict[str, dict[str
     """Every worker seen in the last day, newest report first; ``watchdog.online`` says alive,
     ``watchdog.errors`` the watchdog's own errors there (kind -> count in the last hour, last)."""
     now = store.now() if now is None else now
-    errors = store.faults(now)
+    errors = store.workers.faults(now)
     docs = {}
-    for w in store.workers():
+    for w in store.workers.all():
         doc = docs[w.hostname] = flower_worker(w, now)
         doc["watchdog"]["errors"] = errors.get(w.hostname, {})
     return docs

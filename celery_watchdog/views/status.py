@@ -23,7 +23,7 @@ def watchdog_errors(store: Store, now: float) -> list[dict[str, Any]]:
     """The watchdog's own errors, one entry per source and kind, most frequent first."""
     found = [
         {"source": source, "kind": kind, **info}
-        for source, kinds in store.faults(now).items()
+        for source, kinds in store.workers.faults(now).items()
         for kind, info in kinds.items()
     ]
     return sorted(found, key=lambda e: (-e["count_1h"], -(e["last_at"] or 0)))
@@ -68,13 +68,13 @@ def status_doc(store: Store, wd: Watchdog, *, now: float | None = None) -> dict[
     """Per task name: running runs by health, success rates, p95 runtime, last outcomes."""
     scene = _Scene(store, wd, now)
     running = _judge_running(store, scene)
-    names = sorted({*store.task_names(), *(j.run.name for j in running)} - {""})
-    stats = store.name_stats(names, scene.now)
+    names = sorted({*store.names.recent(), *(j.run.name for j in running)} - {""})
+    stats = store.names.stats(names, scene.now)
     by_name: dict[str, list[Judged]] = {}
     for j in running:
         by_name.setdefault(j.run.name, []).append(j)
     online = sum(1 for w in scene.workers if w.online)
-    last_pass = store.last_pass()
+    last_pass = store.monitor.last_pass()
     interval = wd.settings.check_interval
     return {
         "timestamp": scene.now,
@@ -84,10 +84,10 @@ def status_doc(store: Store, wd: Watchdog, *, now: float | None = None) -> dict[
             "blind": blindness(last_pass, scene.now, interval, scene.evidence.outage),
             "doubt": scene.doubt,
             "errors": watchdog_errors(store, scene.now),
-            "unreadable": store.unreadable,
-            "dead_letters": store.dlq_count(),
-            "open_incidents": store.active_incident_count(),
-            "alert_channels": _channel_health(store.delivery_status()),
+            "unreadable": store.runs.unreadable,
+            "dead_letters": store.dlq.count(),
+            "open_incidents": store.incidents.active_count(),
+            "alert_channels": _channel_health(store.channels.status()),
         },
         "tasks": {
             name: _name_summary(name, by_name.get(name, ()), stats.get(name), scene.policy(name))

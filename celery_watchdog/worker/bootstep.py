@@ -102,9 +102,9 @@ class Reporter:
     def _check_blind(self) -> None:
         """Say so when nobody is watching: no monitor pass for 3 check intervals."""
         store = self.wd.recorder.store
-        last = store.last_pass()
+        last = store.monitor.last_pass()
         now = store.now()
-        outage = store.evidence().outage
+        outage = store.workers.evidence().outage
         self.blind = blindness(last, now, self.wd.settings.check_interval, outage)
         if self.blind and last and time.monotonic() - self._blind_logged > 300:
             self._blind_logged = time.monotonic()
@@ -120,6 +120,7 @@ class Reporter:
         """
         if self._alerting is not None and self._alerting.is_alive():
             return
+
         def alert() -> None:
             try:
                 Alerter(self.wd, self.wd.recorder.store, now).blind(reason, self.hostname)
@@ -142,7 +143,7 @@ class Reporter:
                 if doc is not None:
                     keep[r.id] = doc
         if keep:
-            self.wd.recorder.store.save_messages(keep, ttl=RUNNING_TTL)
+            self.wd.recorder.store.messages.save(keep, ttl=RUNNING_TTL)
             self._saved.update(keep)
         self._saved &= {r.id for r in requests}
 
@@ -154,7 +155,7 @@ class Reporter:
         for pid in gone:
             if pid_alive(pid):
                 continue
-            for task_id, name in self.wd.recorder.store.open_runs_of(self.hostname, pid):
+            for task_id, name in self.wd.recorder.store.runs.open_of(self.hostname, pid):
                 state = self._backend_state(task_id)
                 if state in ("SUCCESS", "FAILURE"):
                     outcome: events.Outcome = "succeeded" if state == "SUCCESS" else "failed"
@@ -202,7 +203,7 @@ class Reporter:
         snapshot = self.snapshot(requests or [])
         # Every worker silent longer than this means the store was out, not the workers.
         gap = 1.5 * self.interval + 1
-        self.wd.recorder.store.write_snapshot(
+        self.wd.recorder.store.workers.write_snapshot(
             self.hostname, snapshot, ttl=3 * self.interval, online=online, gap=gap
         )
 
