@@ -9,7 +9,6 @@ A request that vanished from the active set while its child died without recordi
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 import platform
@@ -27,6 +26,7 @@ from ..model import diagnosis, events, redis_errors, rules
 from ..model.masking import mask_url
 from ..model.rules import blindness
 from ..store import RUNNING_TTL
+from .message import original_message
 from .procfs import cpu_seconds, pid_alive
 
 logger = logging.getLogger("celery_watchdog")
@@ -291,29 +291,6 @@ class Reporter:
             return list(self.worker.pool.info.get("processes", []))
         except Exception:
             return []
-
-
-def original_message(request: Any) -> dict[str, Any] | None:
-    """What a replay needs to publish the same task again: body as sent, headers, route."""
-    try:
-        body = request.body
-        if isinstance(body, str):
-            body = body.encode()
-        delivery = request.delivery_info or {}
-        return {
-            "task": request.task_name if hasattr(request, "task_name") else request.name,
-            "id": request.id,
-            "body": base64.b64encode(body).decode() if isinstance(body, bytes) else None,
-            "content_type": request.content_type,
-            "content_encoding": request.content_encoding,
-            "headers": dict(request.request_dict),
-            "exchange": delivery.get("exchange"),
-            "routing_key": delivery.get("routing_key"),
-            "priority": delivery.get("priority"),
-        }
-    except Exception as exc:  # an odd message must not stop the snapshot
-        faults.report("snapshot", exc, f"cannot keep the message of {request.id}: {exc}")
-        return None
 
 
 def _died(pid: int) -> str:
