@@ -282,6 +282,9 @@ class Settings:
     max_deliveries: int = _spec(
         3, TASK_OPTION_VALIDATORS["max_deliveries"], "A message delivered more often is poison."
     )
+    delivery_window: float = _spec(
+        3 * DAY, _seconds(60, 365 * DAY), "Deliveries of a message are counted over this long."
+    )
     alert_channels: tuple[str, ...] = _spec(
         ("log",), _channels, "Where alerts go (every severity not in watchdog_alert_routes)."
     )

@@ -56,6 +56,9 @@ class Watchdog:
         self._monitor_store: tuple[int, Store] | None = None
         self.budgets_checked: dict[str, float] = {}  # task name -> when the monitor learned
         self.alert_router: Any = None  # built on first use by notify.router_of()
+        # Task id -> why, for messages the delivery gate refused in this worker's main process
+        # (Celery then revokes them unrun: the revoke is recorded with this reason).
+        self.refused: dict[str, str] = {}
 
     def store(self) -> Store:
         """A store for readers (CLI, views): its own connection, not the flusher's."""

@@ -48,7 +48,8 @@ def test_stuck_summary_names_the_step_the_customer_and_how_long_it_is_quiet() ->
         ("slow", "is taking longer than usual (30 min so far)"),
         ("overtime", "has run past its time limit (30 min so far)"),
         ("lost", "was interrupted: its worker w1@host stopped while running it"),
-        ("poison", "crashed its worker on each of 1 deliveries"),
+        ("poison", "was delivered 1 times without finishing: it is set aside in the dead-letter "
+                   "queue, not run again"),
         ("duplicate", "is running twice at the same time"),
         ("failed", "failed: why"),
         ("missed_run", "did not run when it was scheduled"),

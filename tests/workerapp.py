@@ -213,6 +213,25 @@ def _register_tasks(app: Celery) -> None:
         return "ran again"
 
 
+    # -- poison: messages that come back (delivery caps) ------------------------------------
+
+    @app.task(name=name("crash_loop"), shared=False)
+    def crash_loop(key: str, how: str = "exit") -> None:
+        """Counts its runs in ``key``, then takes its child down (a native crash, the OOM
+        killer): under acks_late + reject_on_worker_lost the message comes straight back."""
+        redis.Redis.from_url(app.conf.broker_url).incr(key)
+        if how == "sigkill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        os._exit(1)
+
+    @app.task(name=name("count_and_sleep"), shared=False)
+    def count_and_sleep(key: str, seconds: float) -> float:
+        """Counts its runs in ``key``, then outlives a short visibility timeout."""
+        redis.Redis.from_url(app.conf.broker_url).incr(key)
+        time.sleep(seconds)
+        return seconds
+
+
 def _app_from_env() -> Celery:
     redis_url = os.environ.get("WATCHDOG_TEST_REDIS_URL")
     if not redis_url:

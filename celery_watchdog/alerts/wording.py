@@ -72,7 +72,8 @@ def summary(
         on = f" {worker}" if worker else ""
         return f"{what} was interrupted: its worker{on} stopped while running it"
     if kind == "poison":
-        return f"{what} crashed its worker on each of {deliveries} deliveries"
+        return (f"{what} was delivered {deliveries} times without finishing: it is set aside "
+                "in the dead-letter queue, not run again")  # fmt: skip
     if kind == "duplicate":
         return f"{what} is running twice at the same time"
     if kind == "failed":

@@ -106,6 +106,7 @@ def run_pass(wd: Watchdog, store: Store | None = None, limit: int = 1000) -> Pas
     report.findings = handler.handle_all(verdicts)
     store.runs.reschedule_many(moves)
     report.findings += handler.settle_lost(limit)
+    report.findings += handler.settle_refused(limit)
     alerter = Alerter(wd, store, now)
     report.notices = alerter.on_findings(report.findings) + alerter.review(limit)
     report.duration = time.monotonic() - started

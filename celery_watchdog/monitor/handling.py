@@ -39,6 +39,7 @@ class Case:
     detail: str = ""
     new_id: str | None = None
     where: str | None = None
+    refused: bool = False  # a worker did not run it (delivery cap): it is dead-lettered
 
     @property
     def claim(self) -> str:
@@ -54,7 +55,10 @@ class Handler:
         self.now = now
 
     def handle_all(self, verdicts: list[tuple[Run, Verdict, bool]]) -> list[Finding]:
-        cases = self._claimed([Case(run, verdict, gone) for run, verdict, gone in verdicts])
+        return self.handle_cases([Case(run, verdict, gone) for run, verdict, gone in verdicts])
+
+    def handle_cases(self, cases: list[Case]) -> list[Finding]:
+        cases = self._claimed(cases)
         if not cases:
             return []
         for c in cases:
@@ -63,6 +67,8 @@ class Handler:
             c.idempotent = policy.idempotent
             redelivers = broker_redelivers(task, self.app.conf, worker_gone=c.worker_gone)
             c.steps = plan(c.verdict.health, policy, c.run, broker_redelivers=redelivers)
+            if c.refused:  # already acknowledged unrun: the dead-letter queue is its only copy
+                c.steps = Plan(False, "dead_letter", "not run again: kept for inspection")
             c.detail = c.steps.why
         self._end_lost([c for c in cases if c.worker_gone])
         self._stop([c for c in cases if c.steps.stop])
@@ -210,6 +216,25 @@ class Handler:
         self.store.monitor.lost_done(*(k for k, _ in pending))
         return findings
 
+    def settle_refused(self, limit: int) -> list[Finding]:
+        """Messages a worker refused to run (delivered too often): dead-letter them, once."""
+        pending = self.store.deliveries.refused_pending(limit)
+        cases = []
+        for task_id, info in pending:
+            runs = self.store.runs.of_task(task_id)
+            base = runs[0] if runs else Run(task_id=task_id, name=str(info.get("name") or ""),
+                                            state="REVOKED")  # fmt: skip
+            worker = str(info.get("worker") or base.worker or "")
+            deliveries = _int(info.get("deliveries")) or base.deliveries
+            # Its own run key: a refusal is not one of the runs that crashed before it.
+            run = replace(base, worker=worker, pid=None, slot=f"refused{deliveries}",
+                          state="REVOKED", deliveries=deliveries)  # fmt: skip
+            why = str(info.get("why") or "delivered too often")
+            cases.append(Case(run, Verdict("poison", f"not run: {why}"), refused=True))
+        findings = self.handle_cases(cases)
+        self.store.deliveries.refused_done(*(task_id for task_id, _ in pending))
+        return findings
+
     def _events_on(self) -> bool:
         setting = self.wd.settings.task_events
         return bool(self.app.conf.worker_send_task_events) if setting is None else setting
@@ -221,3 +246,10 @@ class Handler:
         except Exception as exc:
             faults.report("monitor", exc, f"{fn.__name__} failed: {faults.describe(exc)}")
             return False
+
+
+def _int(value: Any) -> int:
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return 0

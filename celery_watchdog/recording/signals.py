@@ -79,21 +79,6 @@ def _guarded(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@_guarded
-def on_task_received(sender: Any = None, request: Any = None, **_: Any) -> None:
-    """Count redeliveries here, in the main process: a child killed mid-task reports nothing.
-
-    A first delivery costs nothing here (its run reports it); only a message that comes back
-    (``redelivered``: a child or worker died, a visibility timeout) is recorded.
-    """
-    if not (request.delivery_info or {}).get("redelivered"):
-        return
-    wd = _for_app(getattr(request, "_app", None) or getattr(sender, "app", None))
-    if wd is None or _ours(request.name):
-        return
-    wd.recorder.add(events.redelivery(request.id, request.name, request.hostname))
-
-
 def _ours(name: str | None) -> bool:
     """The watchdog's own check task is not a run to watch (its passes are recorded apart)."""
     return name is not None and name.startswith("celery_watchdog.")
@@ -259,6 +244,13 @@ def on_task_revoked(
     name = getattr(sender, "name", None) or str(getattr(request, "task", ""))
     if wd is None or request is None or _ours(name):
         return  # an expired or revoked check of our own leaves no row in `tasks`
+    refused = wd.refused.pop(request.id, None)
+    if refused is not None:  # the delivery gate kept it aside: it never ran
+        wd.recorder.add(events.main_process_end(
+            request.id, name, getattr(request, "hostname", None) or _main_hostname(wd, sender),
+            "REVOKED", "revoked", f"Refused: {refused}; not run, kept for the dead-letter queue",
+        ))  # fmt: skip
+        return
     if expired:
         why = "expired before it ran"
     elif terminated:
@@ -297,7 +289,6 @@ def connect(
         return
     _connected = True
     receivers: list[tuple[Any, Callable[..., None]]] = [
-        (signals.task_received, on_task_received),
         (signals.task_prerun, on_task_prerun),
         (signals.task_postrun, on_task_postrun),
         (signals.task_failure, on_task_failure),

@@ -12,6 +12,8 @@ keys it owns listed at its top (the Lua scripts that write them are in ``lua/``)
   store.monitor    claims, stops, lost runs,      monitor.py
                    passes
   store.messages   original messages of long runs messages.py
+  store.deliveries redeliveries counted, messages deliveries.py
+                   refused for it
   store.dlq        the dead-letter queue          dlq.py
   store.incidents  incidents                      incidents.py lua/incidents.lua
   store.channels   alert delivery status          channels.py
@@ -25,6 +27,7 @@ import redis
 
 from .base import RUNNING_TTL, connect
 from .channels import Channels
+from .deliveries import Deliveries
 from .dlq import DeadLetters
 from .incidents import IncidentDoc, Incidents, Opening, new_incident_id
 from .messages import Messages
@@ -45,6 +48,7 @@ class Store:
         self.names = Names(client, prefix)
         self.monitor = MonitorKeys(client, prefix)
         self.messages = Messages(client, prefix)
+        self.deliveries = Deliveries(client, prefix)
         self.dlq = DeadLetters(client, prefix)
         self.incidents = Incidents(client, prefix)
         self.channels = Channels(client, prefix)

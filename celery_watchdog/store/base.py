@@ -11,12 +11,12 @@ LUA = Path(__file__).resolve().parent / "lua"
 RUNNING_TTL = 7 * 86400  # a run's keys outlive any sane task; the snapshot keeps them alive
 
 
-def connect(url: str) -> redis.Redis:
+def connect(url: str, timeout: float = 2.0) -> redis.Redis:
     """A client that gives up fast: the watchdog must never make the watched work wait."""
     return redis.Redis.from_url(
         url,
-        socket_timeout=2.0,
-        socket_connect_timeout=2.0,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
         health_check_interval=30,
         decode_responses=True,
     )

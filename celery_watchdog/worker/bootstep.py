@@ -26,6 +26,7 @@ from ..model import diagnosis, events, redis_errors, rules
 from ..model.masking import mask_url
 from ..model.rules import blindness
 from ..store import RUNNING_TTL
+from .deliveries import DeliveryGate
 from .message import original_message
 from .procfs import cpu_seconds, pid_alive
 
@@ -310,6 +311,7 @@ class WatchdogStep(bootsteps.StartStopStep):
     def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
         self.reporter: Reporter | None = None
+        self.gate: DeliveryGate | None = None
         wd = runtime.for_app(worker.app)
         if wd is not None:
             wd.validate_tasks()  # a bad task option stops the worker here, naming it
@@ -317,12 +319,17 @@ class WatchdogStep(bootsteps.StartStopStep):
             # (an in-process tracer may only know the bare host name).
             wd.recorder.hostname = worker.hostname
             self.reporter = Reporter(worker, wd)
+            self.gate = DeliveryGate(wd, worker.hostname)
 
     def start(self, worker: Any) -> None:
+        if self.gate is not None:
+            self.gate.connect()
         if self.reporter is not None:
             self.reporter.start()
 
     def stop(self, worker: Any) -> None:
+        if self.gate is not None:
+            self.gate.disconnect()
         if self.reporter is not None:
             try:
                 self.reporter.stop()

@@ -1,0 +1,109 @@
+"""Delivery caps: a message delivered more than ``max_deliveries`` times is not run again.
+
+Celery counts no deliveries (celery#8610), so a message that kills its child under
+``acks_late`` + ``task_reject_on_worker_lost`` (``os._exit``, SIGKILL, the OOM killer) comes
+back at once, forever; so does a long ``acks_late`` task past the Redis transport's
+``visibility_timeout`` (celery#5935). ``task_received`` fires in the worker's main process once
+per delivery, before the message is handed to the pool: the count is kept there.
+
+Cost: a first delivery costs one dict lookup (most messages are delivered once). Only a
+message that came back (``redelivered``, which kombu's Redis transport sets on restore and
+RabbitMQ on requeue) is counted, with one Redis round trip on a client that gives up within
+half a second; while Redis fails, counting pauses and every message runs.
+
+A refused message is kept first (its original message and the facts, in Redis); only then
+does its id join the worker's revoked set, so Celery acknowledges it without running it (its
+result becomes REVOKED). A message that cannot be kept is run rather than lost. The monitor
+dead-letters it as ``poison`` and alerts once (:meth:`..monitor.handling.Handler.settle_refused`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery import signals
+from celery.worker import state as worker_state
+
+from .. import faults, runtime
+from ..model import events
+from ..store import RUNNING_TTL, Store, connect
+from .message import original_message
+
+logger = logging.getLogger("celery_watchdog")
+TIMEOUT = 0.5  # seconds a count may take before the message just runs
+PAUSE = 10.0  # seconds without counting after Redis failed
+
+
+class DeliveryGate:
+    """Counts the deliveries of one app's messages in this worker; refuses poison."""
+
+    def __init__(self, wd: runtime.Watchdog, hostname: str) -> None:
+        self.wd = wd
+        self.hostname = hostname
+        url = wd.settings.redis_url
+        assert url is not None
+        self.store = Store(connect(url, timeout=TIMEOUT), wd.settings.key_prefix)
+        self._paused_until = 0.0
+
+    def connect(self) -> None:
+        signals.task_received.connect(
+            self.on_received, weak=False, dispatch_uid=f"celery_watchdog.gate.{id(self.wd.app)}"
+        )
+
+    def disconnect(self) -> None:
+        signals.task_received.disconnect(
+            dispatch_uid=f"celery_watchdog.gate.{id(self.wd.app)}"
+        )
+
+    def on_received(self, sender: Any = None, request: Any = None, **_: Any) -> None:
+        try:
+            if not (request.delivery_info or {}).get("redelivered"):
+                return
+            if getattr(sender, "app", self.wd.app) is not self.wd.app or _ours(request.name):
+                return
+            self.redelivered(request)
+        except Exception as exc:  # a watchdog bug must never stop a message
+            faults.report("deliveries", exc, f"delivery gate: {faults.describe(exc)}")
+
+    def redelivered(self, request: Any) -> None:
+        self.wd.recorder.add(events.redelivery(request.id, request.name, self.hostname))
+        if time.monotonic() < self._paused_until:
+            return
+        try:
+            deliveries = 1 + self.store.deliveries.count(
+                request.id, self.wd.settings.delivery_window
+            )
+        except Exception as exc:  # Redis out or frozen: this message runs, uncounted
+            self._pause(exc, f"cannot count the deliveries of {request.id}")
+            return
+        limit = self.wd.policy(request.task).max_deliveries
+        if deliveries > limit:
+            why = f"delivered {deliveries} times (max_deliveries={limit})"
+            self.refuse(request, why, deliveries=deliveries, kind="deliveries")
+
+    def refuse(self, request: Any, why: str, **facts: Any) -> bool:
+        """Keep the message, then make Celery acknowledge it unrun. False: it runs after all."""
+        message = original_message(request)
+        if message is None or not message.get("body"):
+            return False  # nothing to replay from: better run than lose it
+        try:
+            self.store.messages.save({request.id: message}, ttl=RUNNING_TTL)
+            info = {"name": request.name, "worker": self.hostname, "why": why, **facts}
+            self.store.deliveries.refuse(request.id, info)
+        except Exception as exc:
+            self._pause(exc, f"cannot keep refused message {request.id}; it runs")
+            return False
+        self.wd.refused[request.id] = why
+        worker_state.revoked.add(request.id)
+        logger.warning("celery_watchdog: not running %s[%s]: %s", request.name, request.id, why)
+        return True
+
+    def _pause(self, exc: Exception, what: str) -> None:
+        self._paused_until = time.monotonic() + PAUSE
+        faults.report("deliveries", exc, f"{what}: {faults.describe(exc)}")
+
+
+def _ours(name: str | None) -> bool:
+    return name is not None and name.startswith("celery_watchdog.")
