@@ -23,6 +23,7 @@ from .alerts.wording import KINDS
 from .model.durations import DAY, HOUR, MINUTE, parse_duration
 from .model.masking import one_line, shown_value
 from .model.policy import TaskPolicy
+from .model.reasons import Rules, parse_rules
 
 Validator = Callable[[str, Any], Any]
 
@@ -169,6 +170,25 @@ def _patterns(name: str, value: Any) -> tuple[str, ...]:
     return patterns
 
 
+def _failure_reasons(name: str, value: Any) -> Rules:
+    """Exception type or ``re:`` message pattern -> bucket; checked here, used per failure."""
+    try:
+        return parse_rules(value)
+    except ValueError as exc:
+        why = str(exc).removeprefix(f"{name}: ")
+        raise ConfigError(name, value, f"exception type or 're:pattern' -> bucket; {why}") from exc
+
+
+def _optional_names(name: str, value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    names = _str_tuple(name, value)
+    for i, item in enumerate(names):
+        if not item.isidentifier():
+            raise ConfigError(f"{name}[{i}]", item, "a parameter name of the task")
+    return names
+
+
 SEVERITIES = ("P1", "P2", "P3")
 
 
@@ -222,6 +242,9 @@ TASK_OPTION_VALIDATORS: dict[str, Validator] = {
     "runbook": _optional_str,
     "alert_context": _str_tuple,
     "alert_severity": _task_severity,
+    "fail_alert_after": _int_between(1, 1000),
+    "fingerprint_args": _optional_names,
+    "quarantine_after": _int_between(1, 1000),
 }
 
 
@@ -284,6 +307,11 @@ class Settings:
     )
     delivery_window: float = _spec(
         3 * DAY, _seconds(60, 365 * DAY), "Deliveries of a message are counted over this long."
+    )
+    failure_reasons: Rules = _spec(
+        Rules(),
+        _failure_reasons,
+        "Exception type or 're:pattern' -> failure bucket, tried before the built-in ones.",
     )
     alert_channels: tuple[str, ...] = _spec(
         ("log",), _channels, "Where alerts go (every severity not in watchdog_alert_routes)."

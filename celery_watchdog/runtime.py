@@ -47,7 +47,7 @@ class Watchdog:
         url, prefix = settings.redis_url, settings.key_prefix
         self.recorder = Recorder(
             store_factory=lambda: Store(connect(url), prefix),
-            limits=Limits(settings.retention, settings.max_finished),
+            limits=Limits(settings.retention, settings.max_finished, settings.delivery_window),
             redactor=self.redactor,
             flush_interval=settings.flush_interval,
             buffer_size=settings.buffer_size,

@@ -27,10 +27,12 @@ def test_listing_the_package_in_imports_hooks_the_app_exactly_once(redis_url: st
     with run_worker(app):
         pass
     with run_worker(app):
-        pass
+        # The delivery gate listens while a worker of this app runs, in its main process.
+        assert receivers_of_ours(signals.task_received) == 1
     assert list(app.steps["worker"]).count(WatchdogStep) == 1
-    for signal in (signals.task_prerun, signals.task_postrun, signals.task_received):
+    for signal in (signals.task_prerun, signals.task_postrun):
         assert receivers_of_ours(signal) == 1
+    assert receivers_of_ours(signals.task_received) == 0
 
 
 def test_install_hooks_an_app_that_does_not_list_the_package(redis_url: str) -> None:

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ..model.records import Finding
+from ..model import failure_rules
+from ..model.records import Finding, NameStats
 
 if TYPE_CHECKING:  # the runtime is above alerts; they are handed it
     from ..runtime import Watchdog
@@ -27,7 +28,7 @@ if TYPE_CHECKING:  # the runtime is above alerts; they are handed it
 from ..store import IncidentDoc, Opening, Store, new_incident_id
 from . import Alert, Incident, default_severity
 from .notify import Notice, send
-from .wording import group_summary, next_step
+from .wording import FAILURE_KINDS, group_summary, next_step
 from .wording import summary as summary_of
 
 logger = logging.getLogger("celery_watchdog")
@@ -53,19 +54,25 @@ class Alerter:
         for f in findings:
             by_task[(f.kind, f.run.name)].append(f)
         openings: list[Opening] = []
-        for (kind, name), group in by_task.items():
+        for (kind, name), found in by_task.items():
+            # Findings about one subject of their own (a quarantined input and its parked
+            # copies) are one incident already: never part of a storm.
+            own = [f for f in found if f.subject]
+            group = [f for f in found if not f.subject]
             alerts = [self.alert_of(f) for f in group]
             group_key = f"{kind}|{name}|*"
+            singles = list(zip(own, [self.alert_of(f) for f in own], strict=True))
             if len(group) > self.wd.settings.alert_group_threshold:
                 openings.append(self._grouped(kind, name, group, alerts, group_key))
             else:
-                for f, a in zip(group, alerts, strict=True):
-                    subject = subject_of(f)
-                    openings.append(Opening(
-                        key=f"{kind}|{name}|{subject}", group_key=group_key,
-                        id=a.incident.id or "", kind=kind, name=name, subject=subject,
-                        severity=a.severity, alert=a.record(),
-                    ))  # fmt: skip
+                singles += list(zip(group, alerts, strict=True))
+            for f, a in singles:
+                subject = subject_of(f)
+                openings.append(Opening(
+                    key=f"{kind}|{name}|{subject}", group_key="" if f.subject else group_key,
+                    id=a.incident.id or "", kind=kind, name=name, subject=subject,
+                    severity=a.severity, alert=a.record(),
+                ))  # fmt: skip
         return self._open(openings)
 
     def _grouped(
@@ -104,12 +111,14 @@ class Alerter:
         policy = self.wd.policy(task or finding.run.name)
         return Alert.from_finding(
             finding, policy, redactor=self.wd.redactor, now=self.now,
-            severity=self.severity(finding.kind, policy), app_name=self.app_name,
+            severity=self.severity(finding.kind, policy, finding.severity_hint),
+            app_name=self.app_name,
             incident=Incident(new_incident_id(), "open"),
         )  # fmt: skip
 
-    def severity(self, kind: str, policy: Any = None) -> str:
-        by_kind, default = self.wd.settings.alert_severity, default_severity(kind)
+    def severity(self, kind: str, policy: Any = None, hint: str | None = None) -> str:
+        """Task option -> ``watchdog_alert_severity`` -> a rule's hint -> the kind's default."""
+        by_kind, default = self.wd.settings.alert_severity, hint or default_severity(kind)
         if policy is None:
             return by_kind.get(kind, default)
         return str(policy.severity(kind, by_kind, default))
@@ -207,14 +216,26 @@ class Alerter:
         runs = sorted({m for inc in incidents if ends[inc.id] == "run" for m in members[inc.id]})
         running = dict(zip(runs, self.store.runs.running_many(runs), strict=True))
         lettered = sorted({
-            m.split("|", 1)[0]
+            _task_id_of(m)
             for inc in incidents if ends[inc.id] == "dead_letter" for m in members[inc.id]
         })  # fmt: skip
         entries = dict(zip(lettered, self.store.dlq.get_many(lettered, with_message=False),
                            strict=True))  # fmt: skip
         gone = dict(zip(lettered, self.store.dlq.gone(lettered), strict=True))
         names = sorted({inc.name for inc in incidents if ends[inc.id] == "dead_letter"})
-        stats = self.store.names.stats(names, self.now) if names else {}
+        failing_names = sorted({inc.name for inc in incidents if ends[inc.id] == "failing"})
+        both = sorted({*names, *failing_names})
+        stats_all = self.store.names.stats(both, self.now) if both else {}
+        stats = {n: stats_all[n] for n in names}
+        failing = self.store.names.failing() if failing_names else {}
+        fps = [inc.subject.removeprefix("fp:") for inc in incidents if ends[inc.id] == "quarantine"]
+        released = dict(zip(fps, self.store.quarantine.gone(fps), strict=True))
+        hour = int(self.now // 3600)
+        history = (
+            self.store.names.week_history(failing_names, (hour - 1, hour, hour + 1))
+            if any(inc.kind == "failure_spike" for inc in incidents)
+            else {}
+        )
         out = []
         for inc in incidents:
             subjects = members[inc.id]
@@ -228,12 +249,16 @@ class Alerter:
                 if not any(running.get(m) for m in subjects):
                     n = len(subjects)
                     why = "the run ended" if n == 1 else f"all {n} runs ended"
+            elif end == "quarantine":
+                why = _released(released.get(inc.subject.removeprefix("fp:")))
+            elif end == "failing":
+                why = _failing_cleared(inc, failing, stats_all.get(inc.name), history, self.now)
             elif end == "duplicate":
                 copies = [sum(r.running for r in self.store.runs.of_task(m)) for m in subjects]
                 if all(n < 2 for n in copies):
                     why = "only one copy is running now"
             else:
-                ids = [m.split("|", 1)[0] for m in subjects]
+                ids = [_task_id_of(m) for m in subjects]
                 why = _dead_letter_cleared(
                     self.store, inc, [entries.get(i) for i in ids], [gone.get(i) for i in ids],
                     stats.get(inc.name),
@@ -266,9 +291,48 @@ def _how_ended(inc: IncidentDoc) -> str:
         return "requeue"
     if inc.kind == "duplicate":
         return "duplicate"
+    if inc.kind in FAILURE_KINDS:
+        return "failing"
+    if action == "quarantined":
+        return "quarantine"
     if inc.kind in RUN_KINDS and action != "dead_lettered":
         return "run"
     return "dead_letter"
+
+
+def _failing_cleared(
+    inc: IncidentDoc, failing: Mapping[str, int], stats: NameStats | None,
+    history: Mapping[str, Sequence[tuple[int, int]]], now: float,
+) -> str | None:  # fmt: skip
+    """A task name's failure incident ends when its condition has cleared, with hysteresis."""
+    hour = stats.last_hour if stats is not None else {}
+    if inc.kind == "failed":
+        # a success since it opened (the streak is back to 0)
+        if failure_rules.failed_resolved(failing.get(inc.name, 0)):
+            return f"{inc.name} succeeds again"
+        return None
+    if inc.kind == "retry_storm":
+        if failure_rules.retry_storm_resolved(hour.get("retried", 0), hour.get("succeeded", 0)):
+            return "the retries calmed down"
+        return None
+    runs = sum(hour.get(k, 0) for k in ("succeeded", "failed", "lost"))
+    failed = hour.get("failed", 0) + hour.get("lost", 0)
+    if failure_rules.failure_spike_resolved(runs, failed, history.get(inc.name, ())):
+        return "its failure rate is back to normal"
+    return None
+
+
+def _task_id_of(subject: str) -> str:
+    """The task id in an incident subject: a run key ``id|worker|slot`` or ``msg:<id>``."""
+    return subject.removeprefix("msg:").split("|", 1)[0]
+
+
+def _released(gone: Mapping[str, Any] | None) -> str | None:
+    """A quarantined input's incident ends when the input is let through again."""
+    if not gone:
+        return None
+    how = gone.get("how") or "released"
+    return f"{how} by {gone.get('by') or 'someone'}"
 
 
 def _succeeded(store: Store, task_id: str, how: str) -> str | None:
@@ -310,7 +374,12 @@ def _replayed(store: Store, entry: dict[str, Any]) -> str | None:
 
 
 def subject_of(finding: Finding) -> str:
-    """What one incident is about: a run, or (for a duplicate) the task id run twice."""
+    """What one incident is about: a run, the task id run twice (a duplicate), or a task
+    name (its failures)."""
+    if finding.subject:
+        return finding.subject
+    if finding.kind in FAILURE_KINDS:
+        return finding.run.name
     return finding.run.task_id if finding.kind == "duplicate" else finding.run.run_key
 
 

@@ -129,10 +129,13 @@ class Alert:
             quiet_for=None if since is None else now - since,
             running_for=None if run.started is None else now - run.started,
             worker=run.worker, queue=run.queue, deliveries=run.deliveries, reason=reason,
+            about_input=(finding.subject or "").startswith("fp:"),
         )  # fmt: skip
         next_step = wording.next_step(
             finding.kind, finding.action, task_id=run.task_id, idempotent=policy.idempotent,
             new_task_id=finding.new_task_id, app_name=app_name, replayable=finding.replayable,
+            bucket=finding.bucket,
+            fingerprint=(finding.subject or "").removeprefix("fp:") or None,
         )  # fmt: skip
         return cls(
             kind=finding.kind, summary=text(summary), task_id=run.task_id,

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from ..model.humanize import duration
 
 KINDS = (
-    "stuck", "slow", "overtime", "lost", "poison", "duplicate", "failed", "queue_backlog",
-    "missed_run", "watchdog_blind", "test",
+    "stuck", "slow", "overtime", "lost", "poison", "duplicate", "failed", "retry_storm",
+    "failure_spike", "queue_backlog", "missed_run", "watchdog_blind", "test",
 )  # fmt: skip
 SEVERITIES = ("P1", "P2", "P3")
 
@@ -20,6 +20,7 @@ SEVERITIES = ("P1", "P2", "P3")
 DEFAULT_SEVERITY: Mapping[str, str] = {
     "lost": "P1", "watchdog_blind": "P1", "missed_run": "P1",
     "stuck": "P2", "poison": "P2", "queue_backlog": "P2", "failed": "P2", "duplicate": "P2",
+    "failure_spike": "P2", "retry_storm": "P3",
     "slow": "P3", "overtime": "P3", "test": "P3",
 }  # fmt: skip
 
@@ -60,8 +61,9 @@ def summary(
     queue: str | None,
     deliveries: int,
     reason: str,
+    about_input: bool = False,
 ) -> str:
-    """One line saying what broke and since when."""
+    """One line saying what broke and since when (``about_input``: a quarantined input)."""
     if kind == "stuck":
         return f"{what} has made no progress for {duration(quiet_for)}"
     if kind == "slow":
@@ -71,13 +73,21 @@ def summary(
     if kind == "lost":
         on = f" {worker}" if worker else ""
         return f"{what} was interrupted: its worker{on} stopped while running it"
+    if kind == "poison" and about_input:  # a quarantined input (or a copy of it), not a loop
+        return f"{what}: {reason}"
     if kind == "poison":
         return (f"{what} was delivered {deliveries} times without finishing: it is set aside "
                 "in the dead-letter queue, not run again")  # fmt: skip
     if kind == "duplicate":
         return f"{what} is running twice at the same time"
     if kind == "failed":
+        if reason.startswith(("failed ", "gave up")):  # the rule's words say it already
+            return f"{what} {reason}"
         return f"{what} failed" + (f": {reason}" if reason else "")
+    if kind == "retry_storm":
+        return f"{what} keeps retrying and rarely succeeds" + (f": {reason}" if reason else "")
+    if kind == "failure_spike":
+        return f"{what} is failing more than usual" + (f": {reason}" if reason else "")
     if kind == "queue_backlog":
         return f"Work is piling up in queue {queue or '?'}" + (f": {reason}" if reason else "")
     if kind == "missed_run":
@@ -98,6 +108,8 @@ def next_step(
     new_task_id: str | None,
     app_name: str,
     replayable: bool = True,
+    bucket: str | None = None,
+    fingerprint: str | None = None,
 ) -> str:
     """The next safe thing a person can do, as a command where there is one.
 
@@ -120,7 +132,8 @@ def next_step(
     if action == "requeued":
         return f"requeued as {new_task_id or '?'}; nothing to do unless it fails again"
     if action == "quarantined":
-        return f"held back from workers: inspect it with {cli} dlq show {task_id}"
+        release = f"{cli} quarantine release {fingerprint or '<fp>'}"
+        return f"fix the cause (or the input), then let it run again: {release}"
     if kind == "slow":
         return "no action needed yet; it is still running and is flagged again if it stalls"
     if kind == "duplicate":
@@ -134,8 +147,8 @@ def next_step(
         return f"it was stopped; find why it stalled before running it again — {cli} task {task_id}"
     if kind in ("stuck", "overtime"):
         return f"still running: stop it if it does not move — {cli} revoke {task_id}"
-    if kind == "failed":
-        return f"read the error, fix the cause, then run it again — {cli} task {task_id}"
+    if kind in FAILURE_KINDS:
+        return _failure_step(bucket, f"{cli} task {task_id}" if task_id else f"{cli} status")
     if kind == "queue_backlog":
         return f"check that workers consume this queue and are not stuck — {cli} workers"
     if kind in ("missed_run", "watchdog_blind"):
@@ -143,6 +156,28 @@ def next_step(
     if kind == "test":
         return "nothing to do: this is a test"
     return f"look at it: {cli} task {task_id}"
+
+
+FAILURE_KINDS = ("failed", "retry_storm", "failure_spike")  # about a task name, not one run
+_BY_BUCKET: Mapping[str, str] = {
+    "timeout": "a service it calls is slow or down: check it; retries pick the work up once "
+    "it is back",
+    "connection": "a service it calls is unreachable: check it (and the network); retries "
+    "pick the work up once it is back",
+    "rate limit": "a service it calls is throttling it: slow the producer or raise the quota",
+    "auth": "credentials are refused: renew or fix them, then run the failed tasks again",
+    "bad input": "the input is bad: look at the failing task's arguments and fix the data or "
+    "its producer; retrying the same input fails the same way",
+    "missing record": "what it looks up is not there: check the producer and the data; "
+    "retrying the same input fails the same way",
+    "code error": "a bug: read the traceback, fix and deploy, then run the failed tasks again",
+    "worker lost": "its worker process dies: check memory (the OOM killer) and native crashes",
+    "time limit": "it runs out of time: raise its time limit or split the work",
+}
+
+
+def _failure_step(bucket: str | None, look: str) -> str:
+    return f"{_BY_BUCKET.get(bucket or '', 'read the error and fix the cause')} — {look}"
 
 
 def _label(key: str) -> str:

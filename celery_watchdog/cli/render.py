@@ -134,7 +134,7 @@ def task_text(task: Mapping[str, Any], now: float) -> str:
         ("Owner", wd["owner"]),
         ("Runbook", wd["runbook"]),
         ("Result", task["result"]),
-        ("Exception", task["exception"]),
+        *_failure_pairs(wd.get("failure"), task["exception"], when),
         ("Traceback", task["traceback"]),
     ]
     text = fields(pairs)
@@ -204,6 +204,24 @@ def _errors_lines(errors: Any, now: float, limit: int = 5) -> list[str]:
     return lines
 
 
+def _failure_pairs(
+    failure: Mapping[str, Any] | None, exception: str | None, when: Any
+) -> list[tuple[str, object]]:
+    """The last error with its reason bucket; a retry chain's first error when it differs."""
+    if not failure:
+        return [("Exception", exception)]
+    reason = failure.get("reason")
+    last = f"{exception}  [{reason}]" if exception and reason else exception
+    pairs: list[tuple[str, object]] = [("Exception", last)]
+    first = failure.get("first_error")
+    if first and first != exception:
+        bucket = failure.get("first_reason")
+        at = when(failure.get("first_error_at"))
+        pairs.append(("First error", f"{first}" + (f"  [{bucket}]" if bucket else "")
+                      + (f", {at}" if at else "")))  # fmt: skip
+    return pairs
+
+
 def status_text(doc: Mapping[str, Any], now: float) -> str:
     workers = doc["workers"]
     head = f"Workers: {workers['online']} online, {workers['offline']} offline"
@@ -240,6 +258,10 @@ def status_text(doc: Mapping[str, Any], now: float) -> str:
         error = None
         if s["last_error"]:
             error = f"{ago(s['last_failure'], now)}: {s['last_error']}"
+        if s.get("top_reason"):  # the most frequent bucket of the day, with its count
+            n = (s.get("reasons_24h") or {}).get(s["top_reason"], 0)
+            top = f"mostly {s['top_reason']} ({n})" if n else s["top_reason"]
+            error = f"{top}; {error}" if error else top
         rows.append([
             cut(name, 44), s["running"], counts["ok"], counts["slow"], counts["stuck"],
             other or NONE, percent(s["success_rate_1h"]), percent(s["success_rate_24h"]),

@@ -41,7 +41,8 @@ def make_entry(
         "id": run.task_id, "name": run.name, "queue": run.queue, "message": message,
         "verdict": verdict.health, "reason": verdict.reason,
         "args": run.args, "kwargs": run.kwargs,
-        "first_error": first_error or run.exception, "last_error": run.exception,
+        "first_error": first_error or run.first_error or run.exception,
+        "last_error": run.exception, "failure_reason": run.reason, "cursor": run.cursor,
         "traceback": run.traceback, "deliveries": run.deliveries, "worker": run.worker,
         "pid": run.pid, "step": run.step, "processed": run.processed, "total": run.total,
         "started": run.started, "last_heartbeat": run.last_heartbeat, "dead_lettered_at": now,
@@ -88,6 +89,9 @@ class DeadLetter:
     kwargs: str = ""
     first_error: str | None = None
     last_error: str | None = None
+    failure_reason: str | None = None  # the last error's bucket (model.reasons)
+    cursor: str | None = None  # JSON of where its work got to: a replay resumes from it
+    fingerprint: str | None = None  # parked because this input is quarantined
     traceback: str | None = None
     deliveries: int = 0
     worker: str | None = None

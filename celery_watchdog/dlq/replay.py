@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ..store import Store
 
 REPLAY_HEADER = "watchdog_replay_of"
+RESUME_HEADER = "watchdog_resume_from"  # the cursor the next attempt starts from (JSON text)
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def _replay_one(
             publish_original(
                 app, entry.task_id, entry.message, new_id=new_id, queue=queue,
                 fallback_queue=entry.queue, name=entry.name or None,
-                decoded=(args, kwargs, embed),
+                decoded=(args, kwargs, embed), resume_from=entry.cursor,
             )  # fmt: skip
         except Exception as exc:  # broker down, bad route…: the entry stays as it was
             failed = result("failed", f"publish failed, entry left unchanged: {_error(exc)}")
@@ -126,6 +127,9 @@ def _replay_one(
                   "forced": bool(force and entry.replayed)}  # fmt: skip
         try:
             store.dlq.update(task_id, state="replayed", audit=[*entry.audit, record])
+            if entry.fingerprint:  # replayed after the fix: its input may run again
+                store.quarantine.release([entry.fingerprint], f"a replay of {task_id[:8]}…",
+                                         "released", at)  # fmt: skip
         except Exception as exc:  # published already: say so rather than hide the new id
             why = f"published, but the entry could not be marked replayed: {_error(exc)}"
             return result("replayed", why, new_id)
@@ -177,6 +181,7 @@ def publish_original(
     marker: str = REPLAY_HEADER,
     fallback_queue: str | None = None,
     decoded: tuple[list[Any], dict[str, Any], dict] | None = None,
+    resume_from: str | None = None,
 ) -> None:
     """Publish the task of an original message again, with its original arguments.
 
@@ -191,7 +196,8 @@ def publish_original(
     root_id = headers.get("root_id")
     options: dict[str, Any] = {
         "task_id": new_id,
-        "headers": {**custom, marker: task_id},
+        "headers": {**custom, marker: task_id,
+                    **({RESUME_HEADER: resume_from} if resume_from else {})},
         "serializer": registry.type_to_name.get(message.get("content_type") or ""),
         # A task that was its own root is the root of its replay too.
         "root_id": None if root_id in (None, task_id) else root_id,

@@ -38,6 +38,13 @@ class End(TypedDict, total=False):
     authoritative: bool
     guess: bool
     age: float
+    # What the failure says beyond its text (recording.failures): its reason bucket, whether a
+    # retry chain gave up, and a deterministic failure's input fingerprint.
+    reason: str
+    exhausted: bool
+    fp: str
+    fp_label: str
+    q_after: int
 
 
 def redelivery(task_id: str, name: str, worker: str | None) -> Redelivery:

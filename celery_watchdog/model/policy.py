@@ -20,6 +20,9 @@ class TaskPolicy:
     runbook: str | None = None
     alert_context: tuple[str, ...] = ()
     alert_severity: str | dict[str, str] | None = None  # P1..P3, or kind -> P1..P3
+    fail_alert_after: int = 3  # failures in a row of this task name that page
+    fingerprint_args: tuple[str, ...] | None = None  # the input's identity (None: every arg)
+    quarantine_after: int = 3  # deterministic failures of one input before it is parked
 
     def severity(self, kind: str, by_kind: Mapping[str, str], default: str) -> str:
         """Task option -> ``watchdog_alert_severity`` -> the kind's default severity."""

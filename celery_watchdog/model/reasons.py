@@ -48,7 +48,7 @@ _NAME_RULES = (
         r"|PermissionDenied|NotAuthenticated|InvalidToken|AccessDenied).*"),
     (CONNECTION, r"ConnectionRefusedError|ConnectionResetError|ConnectionAbortedError"
         r"|BrokenPipeError|OperationalError|gaierror|herror|.*(?:ConnectionError|ConnectError).*"),
-    (MISSING_RECORD, r"KeyError|FileNotFoundError|Http404|.*(?:DoesNotExist|NotFound"
+    (MISSING_RECORD, r"KeyError|LookupError|FileNotFoundError|Http404|.*(?:DoesNotExist|NotFound"
         r"|NoResultFound).*"),
     (BAD_INPUT, r"ValueError|.*(?:ValidationError|DecodeError|DataError|CardError"
         r"|Invalid(?:Input|Data|Argument|Param|Value|Format|JSON|URL|Schema)).*"),

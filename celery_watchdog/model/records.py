@@ -63,6 +63,11 @@ class Run:
     result: str | None = None
     outcome: str | None = None
     stack: str | None = None  # JSON frames of the task's thread, taken once it went quiet
+    reason: str | None = None  # the failure's plain bucket (model.reasons), once it failed
+    first_error: str | None = None  # a retry chain's first error, kept beside its last
+    first_reason: str | None = None
+    first_error_at: float | None = None
+    cursor: str | None = None  # JSON of where its work got to (heartbeat(cursor=)), the last
     verdict: str | None = None  # what the monitor concluded and acted on, kept once it ended
     verdict_reason: str | None = None
     deadline: float | None = None
@@ -120,6 +125,11 @@ class Run:
             result=_s(task, "result") if not run else None,
             outcome=_s(task, "outcome") if not run else None,
             stack=_s(run, "stack"),
+            reason=_s(task, "reason") if not run else None,
+            first_error=_s(task, "first_error"),
+            first_reason=_s(task, "first_reason"),
+            first_error_at=_f(task, "first_error_at"),
+            cursor=_s(run, "cursor") or _s(task, "cursor"),
             verdict=_s(task, "verdict"),
             verdict_reason=_s(task, "verdict_reason"),
             deadline=deadline,
@@ -216,6 +226,16 @@ class NameStats:
     last_success: float | None
     last_failure: float | None
     last_error: str | None
+    reasons_hour: Mapping[str, int] = field(default_factory=dict)  # failures per reason bucket
+    reasons_day: Mapping[str, int] = field(default_factory=dict)
+    examples: Mapping[str, str] = field(default_factory=dict)  # reason -> its last error text
+    streak: int = 0  # failures in a row since the last success
+
+    @property
+    def top_reason(self) -> str | None:
+        """The most frequent failure reason of the last day (ties: by name)."""
+        counts = self.reasons_day or self.reasons_hour
+        return min(counts, key=lambda r: (-counts[r], r)) if counts else None
 
     @classmethod
     def from_replies(
@@ -226,14 +246,19 @@ class NameStats:
         runtimes_ms: Sequence[str],
         info: Mapping[str, str],
     ) -> NameStats:
+        hour, day = _sum(buckets_5m), _sum(buckets_1h)
         return cls(
             name=name,
-            last_hour=_sum(buckets_5m),
-            last_day=_sum(buckets_1h),
+            last_hour=_outcomes(hour),
+            last_day=_outcomes(day),
             runtimes=sorted(ms / 1000 for v in runtimes_ms if (ms := number(v)) is not None),
             last_success=_f(info, "last_success"),
             last_failure=_f(info, "last_failure"),
             last_error=_s(info, "last_error"),
+            reasons_hour=_reasons(hour),
+            reasons_day=_reasons(day),
+            examples={k[3:]: v for k, v in info.items() if k.startswith("ex:")},
+            streak=max(0, _i(info, "streak") or 0),
         )
 
     def percentile(self, q: float) -> float | None:
@@ -244,6 +269,15 @@ class NameStats:
         ok = counts.get("succeeded", 0)
         bad = counts.get("failed", 0) + counts.get("lost", 0)
         return None if ok + bad == 0 else ok / (ok + bad)
+
+
+def _outcomes(counts: Mapping[str, int]) -> dict[str, int]:
+    return {k: n for k, n in counts.items() if not k.startswith("r:")}
+
+
+def _reasons(counts: Mapping[str, int]) -> dict[str, int]:
+    """Failures per reason bucket ("r:<bucket>" fields beside the outcome counts)."""
+    return {k[2:]: n for k, n in counts.items() if k.startswith("r:") and n > 0}
 
 
 def _sum(buckets: Sequence[Mapping[str, str]]) -> dict[str, int]:
@@ -284,6 +318,9 @@ class Finding:
     diagnosis: str | None = None  # where it waits, CPU busy or idle
     new_task_id: str | None = None
     replayable: bool = True  # a dead letter that kept its original message (replay can work)
+    bucket: str | None = None  # a failure alert's reason bucket (model.reasons)
+    severity_hint: str | None = None  # a rule's suggestion, when no setting says otherwise
+    subject: str | None = None  # what its incident is about, when not its run (e.g. an input)
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -19,7 +19,7 @@ MAX_INT = 2**53
 LIMITS: Mapping[str, int] = {
     "step": 200, "name": 200, "worker": 255, "queue": 255, "exception": 1000,
     "traceback": 8000, "details": 4000, "context": 4000, "result": 4000, "args": 4000,
-    "kwargs": 4000, "stack": 200_000, "id": 255,
+    "kwargs": 4000, "stack": 200_000, "id": 255, "cursor": 8000,
 }  # fmt: skip
 DEFAULT_LIMIT = 2000
 

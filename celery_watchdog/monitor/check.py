@@ -22,6 +22,7 @@ from ..model.records import Finding, Run, Verdict
 from ..model.rules import blindness
 from ..runtime import Watchdog
 from ..store import Store
+from . import failures, quarantine
 from .handling import Handler
 
 logger = logging.getLogger("celery_watchdog")
@@ -38,6 +39,7 @@ class PassReport:
     notices: list[Notice] = field(default_factory=list)  # the messages this pass sent
     doubt: str | None = None  # why silence was not taken as death or a stall in this pass
     unreadable: int = 0  # records skipped because they could not be read or judged
+    failing: list[Finding] = field(default_factory=list)  # task names failing (not runs)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +51,7 @@ class PassReport:
             "alerts": [n.as_dict() for n in self.notices],
             "doubt": self.doubt,
             "unreadable": self.unreadable,
+            "failing": [f.as_dict() for f in self.failing],
         }
 
 
@@ -106,9 +109,12 @@ def run_pass(wd: Watchdog, store: Store | None = None, limit: int = 1000) -> Pas
     report.findings = handler.handle_all(verdicts)
     store.runs.reschedule_many(moves)
     report.findings += handler.settle_lost(limit)
+    report.findings += quarantine.new_findings(store, limit)
     report.findings += handler.settle_refused(limit)
+    report.failing = failures.judge(wd, store, now, limit)
     alerter = Alerter(wd, store, now)
-    report.notices = alerter.on_findings(report.findings) + alerter.review(limit)
+    opened = alerter.on_findings(report.findings + report.failing)
+    report.notices = opened + alerter.review(limit)
     report.duration = time.monotonic() - started
     store.monitor.record_pass(
         {

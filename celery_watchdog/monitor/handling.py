@@ -40,6 +40,7 @@ class Case:
     new_id: str | None = None
     where: str | None = None
     refused: bool = False  # a worker did not run it (delivery cap): it is dead-lettered
+    fingerprint: str | None = None  # refused because this input is quarantined
 
     @property
     def claim(self) -> str:
@@ -157,7 +158,7 @@ class Handler:
             new_id = str(uuid.uuid4())
             published = self._safely(
                 dlq.publish_original, self.app, c.run.task_id, c.message, new_id=new_id,
-                marker="watchdog_requeue_of",
+                marker="watchdog_requeue_of", resume_from=c.run.cursor,
             )  # fmt: skip
             if published is False:
                 c.detail = "could not requeue: publish failed"
@@ -171,6 +172,7 @@ class Handler:
         for c in cases:
             entry = dlq.make_entry(c.run, c.verdict, c.message, self.now, idempotent=c.idempotent)
             entry["diagnosis"] = c.where
+            entry["fingerprint"] = c.fingerprint
             entries.append(entry)
             c.done.append("dead_lettered")
         self.store.dlq.add_many(entries)
@@ -181,10 +183,22 @@ class Handler:
             action=c.done[-1] if c.done else "none", actions=tuple(c.done), detail=c.detail,
             diagnosis=c.where, new_task_id=c.new_id,
             replayable=bool(c.message and c.message.get("body")),
+            subject=self._subject(c),
         )  # fmt: skip
         if self._events_on():
             self._safely(actions.announce, self.app, c.run, c.verdict)
         return finding
+
+    @staticmethod
+    def _subject(c: Case) -> str | None:
+        """What the incident is about when not the run: a quarantined input; or, for a run
+        lost and left to the broker, its message (each redelivery that dies again is the same
+        incident, not one page per delivery)."""
+        if c.fingerprint:
+            return f"fp:{c.fingerprint}"
+        if c.verdict.health == "lost" and c.steps.then == "none" and not c.done:
+            return f"msg:{c.run.task_id}"
+        return None
 
     def escalate(self, limit: int) -> None:
         """SIGKILL children that outlived the SIGTERM grace of a stop (prefork)."""
@@ -230,7 +244,9 @@ class Handler:
             run = replace(base, worker=worker, pid=None, slot=f"refused{deliveries}",
                           state="REVOKED", deliveries=deliveries)  # fmt: skip
             why = str(info.get("why") or "delivered too often")
-            cases.append(Case(run, Verdict("poison", f"not run: {why}"), refused=True))
+            fp = str(info["fp"]) if info.get("kind") == "quarantine" and info.get("fp") else None
+            cases.append(Case(run, Verdict("poison", f"not run: {why}"), refused=True,
+                              fingerprint=fp))  # fmt: skip
         findings = self.handle_cases(cases)
         self.store.deliveries.refused_done(*(task_id for task_id, _ in pending))
         return findings

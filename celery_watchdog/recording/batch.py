@@ -108,6 +108,8 @@ class Batcher:
             event.update(h.message_fields(self.param_names(h.task), self.redactor))
         if h.watched:
             event.update(step=h.step, processed=h.processed, total=h.total)
+        if h.cursor is not None:
+            event["cursor"] = h.cursor
         return self.scrubbed(trim(event))
 
     def param_names(self, task: Any) -> list[str]:

@@ -24,6 +24,7 @@ class RunHandle:
 
     __slots__ = (
         "cancelled",
+        "cursor",
         "details",
         "dirty",
         "end",
@@ -91,7 +92,8 @@ class RunHandle:
         self.new = True  # not written to Redis yet
         self.seen = False  # taken by a flush (so its end must be written, never only counted)
         self.cancelled = False
-        self.error: dict[str, str] | None = None  # set by task_failure/task_retry, read at end
+        self.error: dict[str, Any] | None = None  # set by task_failure/task_retry, read at end
+        self.cursor: str | None = None  # JSON of where the work got to (heartbeat(cursor=))
 
     def message_fields(self, params: list[str], redactor: Redactor) -> dict[str, Any]:
         """What the first event of a run says about its message (previews redacted)."""
@@ -139,6 +141,7 @@ class RunHandle:
             "details": _json_details(self.details, redactor),
             "stack": self.stack,
             "stack_age": None if self.stack_at is None else now - self.stack_at,
+            "cursor": self.cursor,
         }
 
     def deadline(self) -> float:

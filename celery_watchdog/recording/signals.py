@@ -26,6 +26,7 @@ from celery.exceptions import WorkerLostError
 from .. import faults
 from ..model import events
 from ..model.policy import TaskPolicy
+from . import failures
 from .handle import RunHandle
 from .recorder import Recorder
 
@@ -52,6 +53,11 @@ _for_app: Callable[[Any], Watchdog | None] = _unwatched
 _runtimes: Callable[[], Iterable[Watchdog | None]] = _nobody
 _connected = False
 _tracing: list[Recorder] = []  # recorders this prefork child records through task tracers
+
+
+def watchdog_of(task: Any) -> Watchdog | None:
+    """The runtime of a task's app (None: not watched)."""
+    return _for_app(getattr(task, "app", None))
 
 
 def current_handle() -> RunHandle | None:
@@ -215,17 +221,21 @@ def on_task_failure(
 ) -> None:  # fmt: skip
     handle = current_handle()
     traceback = getattr(einfo, "traceback", None)
+    wd = _for_app(getattr(sender, "app", None))
     if handle is not None and handle.task_id == task_id:
         handle.error = {"exception": _describe(exception), "traceback": traceback or ""}
+        if wd is not None:
+            handle.error.update(failures.facts(wd, sender, exception, final=True))
         return
-    wd = _for_app(getattr(sender, "app", None))
     if wd is None or _ours(getattr(sender, "name", None)):
         return
     lost = isinstance(exception, WorkerLostError)
-    wd.recorder.add(events.main_process_end(
+    end = events.main_process_end(
         task_id, sender.name, _main_hostname(wd, sender), "FAILURE",
         "lost" if lost else "failed", _describe(exception), traceback,
-    ))  # fmt: skip
+    )  # fmt: skip
+    end.update(failures.facts(wd, sender, exception, final=True))  # type: ignore[typeddict-item]
+    wd.recorder.add(end)
 
 
 @_guarded
@@ -233,6 +243,10 @@ def on_task_retry(sender: Any = None, request: Any = None, reason: Any = None, *
     handle = current_handle()
     if handle is not None:
         handle.error = {"exception": f"Retry: {reason}"}
+        wd = _for_app(getattr(sender, "app", None))
+        cause = reason if isinstance(reason, BaseException) else None
+        if wd is not None and cause is not None:
+            handle.error.update(failures.facts(wd, sender, cause, final=False))
 
 
 @_guarded

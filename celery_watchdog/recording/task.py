@@ -16,8 +16,11 @@ from celery import Task
 
 from ..config import validate_timeout
 from ..model import storable
+from . import cursors
 from .handle import monotonic
 from .signals import current_handle
+
+_UNSET: Any = cursors.UNSET
 
 
 class TaskCancelled(Exception):
@@ -42,19 +45,31 @@ class WatchedTask(Task):
     runbook: str | None = None
     alert_context: tuple[str, ...] | None = None
     alert_severity: str | dict[str, str] | None = None
+    fail_alert_after: int | None = None
+    fingerprint_args: tuple[str, ...] | None = None
+    quarantine_after: int | None = None
 
     def heartbeat(
         self,
         step: str | None = None,
         processed: int | None = None,
         total: int | None = None,
+        *,
+        cursor: Any = _UNSET,
         **details: Any,
     ) -> None:
-        """Record progress; raises :class:`TaskCancelled` if this run is to stop."""
+        """Record progress; raises :class:`TaskCancelled` if this run is to stop.
+
+        ``cursor`` (any JSON-able value, e.g. the last row done) is kept with the run: a retry,
+        a requeue or a dead-letter replay of it starts with it as :attr:`resume_from`.
+        """
         handle = current_handle()
         if handle is None:  # called outside a worker run (a direct call, a unit test)
             return
         now = monotonic()
+        if cursor is not _UNSET:
+            handle.cursor = cursors.dumps(cursor, self.name)
+            cursors.carry(self, handle.cursor)
         handle.last_heartbeat = now
         # A counter a task computes is hostile input: NaN never equals itself (endless
         # "progress"), inf or a float breaks readers. Plain ints pass at the cost of one check.
@@ -100,6 +115,12 @@ class WatchedTask(Task):
             handle.step, handle.step_started, handle.step_timeout = previous
             handle.last_progress = monotonic()
             handle.dirty = True
+
+    @property
+    def resume_from(self) -> Any:
+        """Where an earlier attempt of this work got to (its last ``heartbeat(cursor=...)``),
+        or None on a first run: a retry, a requeue or a replay continues from there."""
+        return cursors.resume_from(self)
 
     @property
     def cancelled(self) -> bool:

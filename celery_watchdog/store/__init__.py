@@ -15,6 +15,8 @@ keys it owns listed at its top (the Lua scripts that write them are in ``lua/``)
   store.deliveries redeliveries counted, messages deliveries.py
                    refused for it
   store.dlq        the dead-letter queue          dlq.py
+  store.quarantine inputs that fail the same way, quarantine.py
+                   parked until released
   store.incidents  incidents                      incidents.py lua/incidents.lua
   store.channels   alert delivery status          channels.py
 """
@@ -33,6 +35,7 @@ from .incidents import IncidentDoc, Incidents, Opening, new_incident_id
 from .messages import Messages
 from .monitor import MonitorKeys
 from .names import Names
+from .quarantine import Quarantine
 from .runs import NAMES_MAX, Limits, Runs, Written
 from .workers import Workers
 
@@ -50,6 +53,7 @@ class Store:
         self.messages = Messages(client, prefix)
         self.deliveries = Deliveries(client, prefix)
         self.dlq = DeadLetters(client, prefix)
+        self.quarantine = Quarantine(client, prefix)
         self.incidents = Incidents(client, prefix)
         self.channels = Channels(client, prefix)
 

@@ -7,11 +7,20 @@ Keys ({p} = prefix; ``lua/flush.lua`` writes all but the budgets):
   {p}:s1h:{name}:{bucket} HASH outcome counts per hour
   {p}:rt:{name}           LIST last 1000 runtimes (ms)
   {p}:budgets             HASH task name -> "soft,hard" learned from history; TTL 1 day
+  {p}:failing             ZSET task name -> failures in a row since its last success
+  {p}:gaveup              ZSET task name -> when a run of it last exhausted its retries
+  {p}:failnames           ZSET task name -> its last failure or retry
+  {p}:failctx:{name}      ZSET alert_context JSON of its failed runs -> when
+  {p}:wk:{name}:{week}    HASH "{hour of week}:n" runs, ":f" failures, per week
+(``lua/flush.lua`` writes all of these; the name hash also holds ``streak``, ``ex:{reason}``
+and ``gaveup_at``/``gaveup_id``/``gaveup_retries``.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from ..model.records import NameStats
 from .base import Keys
@@ -68,3 +77,60 @@ class Names(Keys):
             name: sorted(float(v) / 1000 for v in values)
             for name, values in zip(names, pipe.execute(), strict=True)
         }
+
+    # -- failures ----------------------------------------------------------------------------
+
+    def failing(self, limit: int = 1000) -> dict[str, int]:
+        """Task names failing right now: name -> failures in a row since its last success."""
+        found = self.r.zrevrange(f"{self.p}:failing", 0, limit - 1, withscores=True)
+        return {name: int(score) for name, score in found}
+
+    def failed_since(self, since: float, limit: int = 1000) -> list[str]:
+        """Task names with a failure or a retry since ``since`` (server time)."""
+        return list(self.r.zrevrangebyscore(f"{self.p}:failnames", "+inf", since, 0, limit))
+
+    def gave_up(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Per name, the last run that exhausted its retries: {at, task_id, retries}."""
+        pipe = self.r.pipeline(transaction=False)
+        for name in names:
+            pipe.hmget(f"{self.p}:name:{name}", "gaveup_at", "gaveup_id", "gaveup_retries")
+        out = {}
+        for name, (at, task_id, retries) in zip(names, pipe.execute() if names else [],
+                                                 strict=True):  # fmt: skip
+            if at:
+                out[name] = {"at": float(at), "task_id": task_id or "",
+                             "retries": int(float(retries or 0))}  # fmt: skip
+        return out
+
+    def failed_contexts(self, name: str, since: float, limit: int = 1000) -> list[dict[str, Any]]:
+        """The alert_context values of its failed runs since ``since`` (distinct, newest first)."""
+        raws = self.r.zrevrangebyscore(f"{self.p}:failctx:{name}", "+inf", since, 0, limit)
+        out = []
+        for raw in raws:
+            try:
+                doc = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(doc, dict) and doc:
+                out.append(doc)
+        return out
+
+    def week_history(
+        self, names: Sequence[str], hours: Sequence[int], weeks: int = 4
+    ) -> dict[str, list[tuple[int, int]]]:
+        """(runs, failures) of each name at these hours since the epoch, in the ``weeks``
+        before: one sample per (week, hour), for what is normal at this hour of the week."""
+        pipe = self.r.pipeline(transaction=False)
+        asks = []
+        for name in names:
+            for hour in hours:
+                for back in range(1, weeks + 1):
+                    h = hour + 72 - 168 * back  # hours since Monday 00:00 before the epoch
+                    how = h % 168
+                    pipe.hmget(f"{self.p}:wk:{name}:{h // 168}", f"{how}:n", f"{how}:f")
+                    asks.append(name)
+        out: dict[str, list[tuple[int, int]]] = {name: [] for name in names}
+        for name, (n, f) in zip(asks, pipe.execute() if asks else [], strict=True):
+            if n:
+                out[name].append((int(n), int(f or 0)))
+        return out

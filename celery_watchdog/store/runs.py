@@ -40,6 +40,7 @@ class Limits:
 
     retention: float
     max_finished: int
+    window: float = 3 * 86400  # watchdog_delivery_window: inputs' failures counted this long
 
 
 class Runs(Keys):
@@ -61,6 +62,7 @@ class Runs(Keys):
                 "running_ttl": RUNNING_TTL,
                 "retention": int(limits.retention),
                 "max_finished": limits.max_finished,
+                "window": int(limits.window),
                 "names_max": NAMES_MAX,
             },
             "events": list(events),
@@ -146,6 +148,11 @@ class Runs(Keys):
             last = self._readable(task_doc, {}, None, task_id)
             runs += [last] if last is not None else []
         return runs
+
+    def cursor(self, task_id: str) -> str | None:
+        """The last cursor (JSON text) a run of this task id recorded."""
+        value = self.r.hget(f"{self.p}:task:{task_id}", "cursor")
+        return value if isinstance(value, str) else None
 
     def find_task_ids(self, prefix: str, limit: int = 10) -> list[str]:
         """Task ids starting with ``prefix`` (a unique prefix is enough, as with git hashes)."""

@@ -137,8 +137,20 @@ def flower_task(judged: Judged, now: float) -> dict[str, Any]:
         "watched": run.watched, "running": run.running, "elapsed": elapsed,
         "deadline": run.deadline, "copies": judged.copies, "queue": run.queue,
         "outcome": run.outcome, "owner": policy.owner, "runbook": policy.runbook,
+        "failure": failure_of(run),
     }  # fmt: skip
     return doc
+
+
+def failure_of(run: Run) -> dict[str, Any] | None:
+    """How it failed, in a plain bucket; a retry chain's first error beside its last."""
+    if not (run.reason or run.first_error):
+        return None
+    return {
+        "reason": run.reason, "last_error": run.exception,
+        "first_error": run.first_error, "first_reason": run.first_reason,
+        "first_error_at": run.first_error_at,
+    }  # fmt: skip
 
 
 def _matches(value: str | None, wanted: str | None) -> bool:

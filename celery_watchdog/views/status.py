@@ -47,6 +47,9 @@ def _name_summary(
         "p50_runtime": stats.percentile(0.5), "p95_runtime": stats.percentile(0.95),
         "last_success": stats.last_success, "last_failure": stats.last_failure,
         "last_error": stats.last_error, "owner": policy.owner,
+        "top_reason": stats.top_reason, "reasons_1h": dict(stats.reasons_hour),
+        "reasons_24h": dict(stats.reasons_day), "reason_examples": dict(stats.examples),
+        "failing_streak": stats.streak,
     }  # fmt: skip
 
 

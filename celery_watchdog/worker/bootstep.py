@@ -37,9 +37,10 @@ RETRY = 0.5  # seconds between snapshot attempts while Redis is failing
 class Reporter:
     """Builds and writes snapshots; separate from the bootstep so tests can drive it."""
 
-    def __init__(self, worker: Any, wd: runtime.Watchdog) -> None:
+    def __init__(self, worker: Any, wd: runtime.Watchdog, gate: DeliveryGate | None = None) -> None:
         self.worker = worker
         self.wd = wd
+        self.gate = gate
         self.hostname: str = worker.hostname
         self.interval = wd.settings.snapshot_interval
         self._seen: dict[tuple[str, int | None], tuple[str, float]] = {}
@@ -99,6 +100,8 @@ class Reporter:
         self._reap_dead_children()
         self._write(online=True, requests=requests)
         self._check_blind()
+        if self.gate is not None:
+            self.gate.refresh()
 
     def _check_blind(self) -> None:
         """Say so when nobody is watching: no monitor pass for 3 check intervals."""
@@ -178,7 +181,12 @@ class Reporter:
             # result backend (written synchronously by the child) tells how they ended.
             runs.sort()
             *earlier, (_, task_id, name) = runs
-            self._end(task_id, name, pid, "FAILURE", "lost", _died(pid))
+            # ... unless the child finished it and died later, running a message it took
+            # after our last look (a crash loop): the result backend knows a success.
+            if self._backend_state(task_id) == "SUCCESS":
+                self._end(task_id, name, pid, "SUCCESS", "succeeded", None)
+            else:
+                self._end(task_id, name, pid, "FAILURE", "lost", _died(pid))
             for _, other_id, other_name in earlier:
                 state = self._backend_state(other_id)
                 if state in ("SUCCESS", "FAILURE"):
@@ -318,8 +326,8 @@ class WatchdogStep(bootsteps.StartStopStep):
             # Set before the pool forks, so children record runs under the node name too
             # (an in-process tracer may only know the bare host name).
             wd.recorder.hostname = worker.hostname
-            self.reporter = Reporter(worker, wd)
             self.gate = DeliveryGate(wd, worker.hostname)
+            self.reporter = Reporter(worker, wd, self.gate)
 
     def start(self, worker: Any) -> None:
         if self.gate is not None:

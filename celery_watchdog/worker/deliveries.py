@@ -27,7 +27,9 @@ from celery import signals
 from celery.worker import state as worker_state
 
 from .. import faults, runtime
+from ..dlq.replay import REPLAY_HEADER
 from ..model import events
+from ..model.fingerprint import fingerprint
 from ..store import RUNNING_TTL, Store, connect
 from .message import original_message
 
@@ -46,6 +48,8 @@ class DeliveryGate:
         assert url is not None
         self.store = Store(connect(url, timeout=TIMEOUT), wd.settings.key_prefix)
         self._paused_until = 0.0
+        self._quarantined: dict[str, dict[str, dict[str, Any]]] = {}  # name -> fp -> doc
+        self._version: str | None = None
 
     def connect(self) -> None:
         signals.task_received.connect(
@@ -53,19 +57,56 @@ class DeliveryGate:
         )
 
     def disconnect(self) -> None:
-        signals.task_received.disconnect(
-            dispatch_uid=f"celery_watchdog.gate.{id(self.wd.app)}"
-        )
+        signals.task_received.disconnect(dispatch_uid=f"celery_watchdog.gate.{id(self.wd.app)}")
 
     def on_received(self, sender: Any = None, request: Any = None, **_: Any) -> None:
         try:
+            names = self._quarantined
+            if (
+                names
+                and request.name in names
+                and self._app_of(sender)
+                and self.quarantined(request)
+            ):
+                return
             if not (request.delivery_info or {}).get("redelivered"):
                 return
-            if getattr(sender, "app", self.wd.app) is not self.wd.app or _ours(request.name):
+            if not self._app_of(sender) or _ours(request.name):
                 return
             self.redelivered(request)
         except Exception as exc:  # a watchdog bug must never stop a message
             faults.report("deliveries", exc, f"delivery gate: {faults.describe(exc)}")
+
+    def _app_of(self, sender: Any) -> bool:
+        return getattr(sender, "app", self.wd.app) is self.wd.app
+
+    def refresh(self) -> None:
+        """Reload the quarantined inputs when they changed (the reporter calls this)."""
+        version = self.store.quarantine.version()
+        if version == self._version:
+            return
+        by_name: dict[str, dict[str, dict[str, Any]]] = {}
+        for fp, doc in self.store.quarantine.all().items():
+            by_name.setdefault(str(doc.get("name") or ""), {})[fp] = doc
+        self._quarantined, self._version = by_name, version
+
+    def quarantined(self, request: Any) -> bool:
+        """A message whose input is quarantined is parked unrun. Costs a fingerprint only for
+        the task names that have a quarantined input."""
+        if REPLAY_HEADER in (getattr(request, "request_dict", None) or {}):
+            return False  # a person replayed it from the dead-letter queue: it runs
+        task = request.task
+        policy = self.wd.policy(task)
+        params = self.wd.recorder.batcher.param_names(task)
+        fp = fingerprint(request.name, request.args, request.kwargs,
+                         only=policy.fingerprint_args, param_names=params)  # fmt: skip
+        doc = self._quarantined.get(request.name, {}).get(fp)
+        if doc is None:
+            return False
+        label = doc.get("label") or fp
+        why = (f"its input {label} is quarantined ({fp}): it failed "
+               f"{doc.get('failures', '?')} times the same way")  # fmt: skip
+        return self.refuse(request, why, kind="quarantine", fp=fp, label=label)
 
     def redelivered(self, request: Any) -> None:
         self.wd.recorder.add(events.redelivery(request.id, request.name, self.hostname))
@@ -92,6 +133,8 @@ class DeliveryGate:
             self.store.messages.save({request.id: message}, ttl=RUNNING_TTL)
             info = {"name": request.name, "worker": self.hostname, "why": why, **facts}
             self.store.deliveries.refuse(request.id, info)
+            if facts.get("kind") == "quarantine":
+                self.store.quarantine.note_parked(str(facts.get("fp")))
         except Exception as exc:
             self._pause(exc, f"cannot keep refused message {request.id}; it runs")
             return False

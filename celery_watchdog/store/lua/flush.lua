@@ -2,10 +2,11 @@
 --
 -- KEYS: none (every key is derived from ARGV[1], the prefix; all live in one Redis, no cluster)
 -- ARGV[1]  key prefix, e.g. "watchdog"
--- ARGV[2]  JSON batch: {"cfg": {running_ttl, retention, max_finished, names_max},
+-- ARGV[2]  JSON batch: {"cfg": {running_ttl, retention, max_finished, names_max, window},
 --                       "events": [...], "live": [task ids whose cancel flag we want]}
 -- Keys touched ({p} = prefix):
 --   {p}:task:{id}          HASH  Flower-shaped task document     TTL running_ttl, then retention
+--                                (also: the run's last cursor, a retry chain's first error)
 --   {p}:run:{runkey}       HASH  one execution (id|host|slot)    TTL running_ttl, deleted at end
 --                                (slot: the pid, plus ".thread" when a threads pool runs it)
 --   {p}:runs:{id}          SET   runkeys of an id now running    TTL running_ttl
@@ -26,6 +27,19 @@
 --   {p}:budgets            HASH  task name -> "soft,hard" learned by the monitor (read only)
 --   {p}:lost               ZSET  runkey -> ended-as-lost at; the monitor pops it (capped)
 --   {p}:lostinfo           HASH  runkey -> JSON facts of that lost run (removed with it)
+--   {p}:failing            ZSET  task name -> failures in a row since its last success (> 0)
+--   {p}:gaveup             ZSET  task name -> when a run of it last exhausted its retries
+--   {p}:failnames          ZSET  task name -> its last failure or retry (trimmed after 1 day)
+--   {p}:failctx:{name}     ZSET  alert_context JSON of failed runs -> when   TTL 1 day, capped
+--   {p}:wk:{name}:{week}   HASH  "{hour of week}:n" runs, ":f" failures     TTL 36 days
+--   {p}:fp:{fp}            HASH  one input's deterministic failures {name, label, reason,
+--                                error, at}                            TTL window (cfg.window)
+--   {p}:fp:{fp}:ids        SET   task ids it failed as (a producer re-sending it) TTL window
+--   {p}:quarantine         HASH  fp -> JSON {name, label, reason, error, at, failures}: inputs
+--                                that fail deterministically; parked until released
+--   {p}:quarantined        ZSET  fp -> when quarantined: the index (capped at 10000, oldest
+--                                released), and what the monitor alerts about
+--   {p}:quarantine:byname  HASH  task name -> failures of its quarantined inputs
 -- Returns: {task ids in "live" whose cancel flag is set, "index: error" of each event rejected}.
 -- Every timestamp is the Redis server clock minus the event's age (seconds, measured with the
 -- recording process's monotonic clock), so hosts never compare their own clocks.
@@ -51,11 +65,19 @@ end
 -- Per-name statistics are summed over the batch and written once per key: the script's cost
 -- follows the number of task names in a batch, not the number of tasks.
 local counts, last, runtimes = {}, {}, {}  -- per task name, for this batch
+local streaks = {}  -- per task name: {reset = a success came, add = failures after it}
+local function streak(name, outcome)
+  local s = streaks[name] or {reset = false, add = 0}
+  if outcome == 'succeeded' then s.reset, s.add = true, 0
+  elseif outcome == 'failed' then s.add = s.add + 1 end
+  streaks[name] = s
+end
 local function count(name, outcome, ts, runtime, delta)
   local key = name .. '\0' .. outcome .. '\0' .. math.floor(ts / 300) .. '\0' .. math.floor(ts / 3600)
   counts[key] = (counts[key] or 0) + (delta or 1)
   if delta then return end
   local l = last[name] or {}
+  streak(name, outcome)
   if outcome == 'succeeded' then l.last_success = math.max(l.last_success or 0, ts) end
   if outcome == 'failed' or outcome == 'lost' then l.last_failure = math.max(l.last_failure or 0, ts) end
   last[name] = l
@@ -72,13 +94,32 @@ local function write_counts()
     local k5, k1h = p .. ':s5:' .. name .. ':' .. b5, p .. ':s1h:' .. name .. ':' .. b1h
     redis.call('HINCRBY', k5, outcome, n); redis.call('EXPIRE', k5, 3900)
     redis.call('HINCRBY', k1h, outcome, n); redis.call('EXPIRE', k1h, 90000)
+    if outcome == 'succeeded' or outcome == 'failed' or outcome == 'lost' then
+      -- Runs and failures per hour of the week (0 = Monday 00:00 UTC), a key per week: what
+      -- is normal for this hour, for the failure spike rule.
+      local hours = tonumber(b1h) + 72  -- the epoch was a Thursday
+      local wk = p .. ':wk:' .. name .. ':' .. math.floor(hours / 168)
+      local how = hours % 168
+      redis.call('HINCRBY', wk, how .. ':n', n)
+      if outcome ~= 'succeeded' then redis.call('HINCRBY', wk, how .. ':f', n) end
+      redis.call('EXPIRE', wk, 36 * 86400)
+    end
   end
   for name, l in pairs(last) do
     local nk = p .. ':name:' .. name
     if l.last_success then redis.call('HSET', nk, 'last_success', l.last_success) end
     if l.last_failure then redis.call('HSET', nk, 'last_failure', l.last_failure) end
     if l.last_error then redis.call('HSET', nk, 'last_error', l.last_error) end
+    for reason, text in pairs(l.examples or {}) do redis.call('HSET', nk, 'ex:' .. reason, text) end
     redis.call('EXPIRE', nk, WEEK)
+  end
+  for name, s in pairs(streaks) do
+    local nk = p .. ':name:' .. name
+    local n = s.add
+    if s.reset then redis.call('HSET', nk, 'streak', n)
+    elseif n > 0 then n = redis.call('HINCRBY', nk, 'streak', n) end
+    if n > 0 then redis.call('ZADD', p .. ':failing', n, name)
+    elseif s.reset then redis.call('ZREM', p .. ':failing', name) end
   end
   for name, rts in pairs(runtimes) do
     local rk = p .. ':rt:' .. name
@@ -99,6 +140,49 @@ end
 
 local names_seen = {}
 
+-- What a failed (or retried, or lost) run leaves beyond its counts: the first error of its
+-- retry chain, the accounts it hit, a chain that gave up, and a deterministic failure's input.
+local function failure(e, tk, ts, reason)
+  -- The earliest error, whatever order the ends arrive in (a retry's end can be flushed
+  -- after the next attempt's, when that one ran on another thread or host).
+  local first_at = tonumber(redis.call('HGET', tk, 'first_error_at') or '')
+  if given(e.exception) and (first_at == nil or ts < first_at) then
+    redis.call('HSET', tk, 'first_error', e.exception, 'first_error_at', ts,
+               'first_reason', reason or 'other')
+  end
+  redis.call('ZADD', p .. ':failnames', ts, e.name)
+  if e.outcome ~= 'failed' then return end
+  local ctx = redis.call('HGET', tk, 'context')
+  if ctx and ctx ~= '' and ctx ~= '{}' then
+    local ck = p .. ':failctx:' .. e.name
+    redis.call('ZADD', ck, ts, ctx)
+    redis.call('ZREMRANGEBYRANK', ck, 0, -1001)
+    redis.call('EXPIRE', ck, 86400)
+  end
+  if e.exhausted == true then
+    redis.call('HSET', p .. ':name:' .. e.name, 'gaveup_at', ts, 'gaveup_id', e.id,
+               'gaveup_retries', e.retries or 0)
+    redis.call('ZADD', p .. ':gaveup', ts, e.name)
+  end
+  if given(e.fp) then
+    local fk = p .. ':fp:' .. e.fp
+    redis.call('SADD', fk .. ':ids', e.id)
+    redis.call('EXPIRE', fk .. ':ids', cfg.window)
+    hset_given(fk, {name = e.name, label = e.fp_label, reason = reason,
+                    error = given(e.exception) and string.sub(e.exception, 1, 300) or nil, at = ts})
+    redis.call('EXPIRE', fk, cfg.window)
+    local n = redis.call('SCARD', fk .. ':ids')
+    local qk = p .. ':quarantine'
+    if n >= (tonumber(e.q_after) or 3) and redis.call('HEXISTS', qk, e.fp) == 0 then
+      redis.call('HSET', qk, e.fp, cjson.encode({name = e.name, label = e.fp_label,
+        reason = reason, error = e.exception, at = ts, failures = n}))
+      redis.call('ZADD', p .. ':quarantined', ts, e.fp)
+      redis.call('HINCRBY', p .. ':quarantine:byname', e.name, n)
+      redis.call('INCR', p .. ':quarantine:v')
+    end
+  end
+end
+
 local function apply(e)
   local tk = p .. ':task:' .. (e.id or '')  -- agg events have no id
   if e.kind == 'agg' then
@@ -110,6 +194,7 @@ local function apply(e)
     local l = last[e.name] or {}
     l.last_success = math.max(l.last_success or 0, ts)
     last[e.name] = l
+    streak(e.name, 'succeeded')
     local rts = runtimes[e.name] or {}
     for _, r in ipairs(e.runtimes) do rts[#rts + 1] = string.format('%.1f', r * 1000) end
     runtimes[e.name] = rts
@@ -141,7 +226,8 @@ local function apply(e)
                     watched = e.watched, started = started, last_heartbeat = at(e.hb_age),
                     last_progress = progress, step = e.step, step_started = at(e.step_age),
                     step_timeout = e.step_timeout, processed = e.processed, total = e.total,
-                    details = e.details, stack = e.stack, stack_at = at(e.stack_age)})
+                    details = e.details, stack = e.stack, stack_at = at(e.stack_age),
+                    cursor = e.cursor})
     if e.step == cjson.null then redis.call('HDEL', rk, 'step', 'step_started', 'step_timeout') end
     redis.call('EXPIRE', rk, cfg.running_ttl)
     -- The score is when this run next becomes suspect (the earliest of its deadlines, sent as
@@ -157,6 +243,8 @@ local function apply(e)
         deadline = started + soft
       end
     end
+    -- The last cursor stays with the task document: the next attempt starts from it.
+    if given(e.cursor) then redis.call('HSET', tk, 'cursor', e.cursor) end
     local duplicate = false
     if e.new then
       local fields = message_fields(e)
@@ -165,7 +253,7 @@ local function apply(e)
       hset_given(tk, fields)
       redis.call('HSETNX', tk, 'deliveries', 1)
       redis.call('HDEL', tk, 'succeeded', 'failed', 'retried', 'revoked', 'exception',
-                 'traceback', 'result', 'runtime', 'verdict', 'verdict_reason')
+                 'traceback', 'result', 'runtime', 'verdict', 'verdict_reason', 'reason')
       redis.call('SADD', p .. ':runs:' .. e.id, runkey)
       redis.call('EXPIRE', p .. ':runs:' .. e.id, cfg.running_ttl)
       redis.call('SADD', p .. ':host:' .. e.worker, runkey)
@@ -205,6 +293,7 @@ local function apply(e)
       runkeys[1] = base .. (e.slot or e.pid)
     end
     local state = redis.call('HGET', tk, 'state')
+    if given(e.cursor) then redis.call('HSET', tk, 'cursor', e.cursor) end
     if e.first then redis.call('HSETNX', tk, 'deliveries', 1) end
     local deliveries = redis.call('HGET', tk, 'deliveries') or '0'
     local prev = redis.call('HGET', tk, 'ended')
@@ -233,6 +322,8 @@ local function apply(e)
     end
     if not skip then
       local ts = at(e.age)
+      local reason = given(e.reason) and e.reason or nil
+      if not reason and e.outcome == 'lost' then reason = 'worker lost' end
       local lastrun = {}
       for _, rk in ipairs(runkeys) do
         local r = redis.call('HMGET', p .. ':run:' .. rk, 'step', 'processed', 'total', 'started')
@@ -260,7 +351,11 @@ local function apply(e)
       end
       -- Another run of this id is still going (a redelivery, a duplicate): the task document
       -- shows that one; this end only counts.
-      if redis.call('SCARD', p .. ':runs:' .. e.id) == 0 then
+      -- A retry's end that arrives after a later attempt of the same id began describes
+      -- the past: it counts, but the task document stays the later attempt's.
+      local doc_retries = tonumber(redis.call('HGET', tk, 'retries') or '') or 0
+      local stale = e.pid ~= '*' and (tonumber(e.retries) or 0) < doc_retries
+      if redis.call('SCARD', p .. ':runs:' .. e.id) == 0 and not stale then
         if e.outcome == 'lost' or e.outcome == 'revoked' then
           -- The monitor has yet to decide (requeue, dead-letter): it reads the original
           -- message, then deletes it. Kept a day at most, whoever never decides.
@@ -272,6 +367,7 @@ local function apply(e)
         fields.name, fields.state, fields.worker, fields.uuid = e.name, e.state, e.worker, e.id
         fields.runtime, fields.exception, fields.traceback = runtime, e.exception, e.traceback
         fields.result, fields.ended, fields.outcome = e.result, mark, e.outcome
+        fields.reason = reason
         fields.step, fields.processed = e.step or lastrun[1], e.processed or lastrun[2]
         fields.total = e.total or lastrun[3]
         fields[e.outcome == 'lost' and 'failed' or e.outcome] = ts
@@ -284,7 +380,16 @@ local function apply(e)
       if given(e.exception) and (e.outcome == 'failed' or e.outcome == 'lost') then
         local l = last[e.name] or {}
         l.last_error = e.exception
+        local ex = l.examples or {}
+        ex[reason or 'other'] = string.sub(e.exception, 1, 300)
+        l.examples = ex
         last[e.name] = l
+      end
+      if reason and (e.outcome == 'failed' or e.outcome == 'lost') then
+        count(e.name, 'r:' .. reason, ts, nil, 1)
+      end
+      if e.outcome == 'failed' or e.outcome == 'retried' or e.outcome == 'lost' then
+        failure(e, tk, ts, reason)
       end
       names_seen[e.name] = now
     end
@@ -319,6 +424,24 @@ local lexcess = redis.call('ZCARD', p .. ':lost') - 10000
 if lexcess > 0 then
   local gone = redis.call('ZRANGE', p .. ':lost', 0, lexcess - 1)
   redis.call('ZREM', p .. ':lost', unpack(gone)); redis.call('HDEL', p .. ':lostinfo', unpack(gone))
+end
+for _, z in ipairs({'failing', 'gaveup', 'failnames'}) do
+  local zk = p .. ':' .. z
+  if z == 'failnames' then redis.call('ZREMRANGEBYSCORE', zk, '-inf', now - 86400) end
+  local zexcess = redis.call('ZCARD', zk) - cfg.names_max
+  if zexcess > 0 then redis.call('ZREMRANGEBYRANK', zk, 0, zexcess - 1) end
+end
+local qexcess = redis.call('ZCARD', p .. ':quarantined') - 10000
+if qexcess > 0 then  -- the oldest quarantined inputs beyond the cap are released
+  local gone = redis.call('ZRANGE', p .. ':quarantined', 0, qexcess - 1)
+  for _, fp in ipairs(gone) do
+    local ok, doc = pcall(cjson.decode, redis.call('HGET', p .. ':quarantine', fp) or '{}')
+    if ok and type(doc) == 'table' and doc.name then
+      redis.call('HINCRBY', p .. ':quarantine:byname', doc.name, -(tonumber(doc.failures) or 0))
+    end
+  end
+  redis.call('ZREM', p .. ':quarantined', unpack(gone))
+  redis.call('HDEL', p .. ':quarantine', unpack(gone))
 end
 local nexcess = redis.call('ZCARD', p .. ':names') - cfg.names_max
 if nexcess > 0 then redis.call('ZREMRANGEBYRANK', p .. ':names', 0, nexcess - 1) end
