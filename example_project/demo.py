@@ -3,8 +3,9 @@
 It starts (each in its own process group, logging to a temporary directory) an embedded Redis
 unless one is given, ``celery worker -P prefork`` and ``celery beat`` (which runs the
 watchdog's monitor pass, ``celery_watchdog.check``, every few seconds); enqueues a mix of
-healthy, slow, stuck, looping, crashing, duplicated and failing tasks; stops beat for a while
-(so that the workers say nobody is watching); then shows every few seconds
+healthy, slow, stuck, looping, crashing, duplicated and failing tasks (a crash loop capped
+after ``max_deliveries``, a bad input re-sent by its producer and quarantined); stops beat
+for a while (so that the workers say nobody is watching); then shows every few seconds
 ``celery watchdog status``, ``tasks`` and ``dlq list``, every alert the monitor sent (to a
 webhook receiver the demo runs, and to each ``--webhook`` URL given) and how the failed
 ``charge_card`` is shown with its secret redacted. Ctrl-C or ``--duration`` stops everything.
@@ -48,6 +49,7 @@ BLIND_STARTS_AFTER = 12
 BLIND_LASTS = 5
 
 _stop_requested = False  # set by the signal handler; see _interrupt()
+_finished = threading.Event()  # the demo is shutting down: background senders stop
 
 
 def say(text: str = "") -> None:
@@ -136,10 +138,29 @@ def enqueue_mix(results: list[Any]) -> dict[str, str]:
     send(tasks.nightly_rollup, task_id=twice, region="eu")
     send(tasks.nightly_rollup, task_id=twice, region="eu")
     send(tasks.charge_card, account_id=42, amount=-5, card_token="tok_live_4242")
+    for account_id in (7, 99):  # failing the same way three times in a row: one page
+        send(tasks.charge_card, account_id=account_id, amount=-5, card_token="tok_live_9")
     send(tasks.resize_image, image_id=1001)
     send(tasks.sync_vendor, account_id=42)
     send(tasks.reindex, account_id=42)
     send(tasks.crunch_numbers)
+
+    def producer() -> None:  # re-sends the same bad file, as new tasks, every 2 seconds
+        # A crash loop, stopped after max_deliveries. Sent once the quick tasks are done: a
+        # child that dies takes the records it had not flushed yet (up to a second) with it.
+        _sleep(3.0)
+        if not (_stop_requested or _finished.is_set()):
+            send(tasks.import_feed, feed_id=9)
+        for upload in range(1, 9):
+            if _stop_requested or _finished.is_set():
+                return
+            results.append(tasks.import_csv.delay(555, upload=upload))
+            ids["import_csv"] = results[-1].id
+            _sleep(2.0)
+
+    threading.Thread(target=producer, name="demo-producer", daemon=True).start()
+    say("[demo] in 3 s: import_feed (crashes its process), and a producer re-sending "
+        "import_csv(file_id=555) every 2 s (8 times)")
     return ids
 
 
@@ -346,6 +367,7 @@ def run(
 ) -> int:
     global _stop_requested
     _stop_requested = False
+    _finished.clear()
     started = time.monotonic()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _interrupt)
@@ -392,6 +414,7 @@ def run(
             show(["watchdog", "status"])
             show(["watchdog", "tasks"])
             show(["watchdog", "dlq", "list"])
+            show(["watchdog", "quarantine", "list"])
             say(blind.status())
             say(feed.render(task_states(), time.time()))
             say()
@@ -408,6 +431,7 @@ def run(
         if _stop_requested:
             say("\n[demo] interrupted")
         # Dropping the results unsubscribes them from Redis: do it while Redis still runs.
+        _finished.set()
         results.clear()
         say("[demo] stopping beat, worker and Redis ...")
         for name, proc in reversed(procs):

@@ -12,6 +12,14 @@
 - ``charge_card``: fails on bad input; its ``card_token`` shows as ``[redacted]``.
 - ``nightly_rollup``: healthy, but sent twice with one task id (a producer retrying a publish):
   *duplicate*, reported and left to run.
+- ``import_feed``: crashes its process on every delivery, with ``acks_late`` +
+  ``reject_on_worker_lost`` (the message comes straight back): run ``max_deliveries`` times,
+  then *poison*: not run again, dead-lettered, one alert.
+- ``import_csv``: a file with a bad row, sent again and again by its producer as new tasks:
+  three failures with the same error, then its input is quarantined and later copies are
+  parked in the dead-letter queue unrun.
+- ``charge_card``: failing on bad input three times in a row pages once (``failed``, "bad
+  input"), with the accounts it hit.
 
 The budgets are short so that the demo shows every verdict within a minute (see ``celery.py``).
 """
@@ -140,8 +148,23 @@ def nightly_rollup(self: WatchedTask, region: str, parts: int = 20) -> int:
     return parts
 
 
-@app.task
+@app.task(alert_context=("account_id",))
 def charge_card(account_id: int, amount: float, card_token: str) -> str:
     if amount < 0:
         raise ValueError(f"cannot charge a negative amount: {amount}")
     return f"charged {amount} to account {account_id}"
+
+
+@app.task(acks_late=True, reject_on_worker_lost=True)
+def import_feed(feed_id: int) -> None:
+    time.sleep(0.5)  # parsing the feed ...
+    log.warning("import_feed(%s): a native crash takes this process down", feed_id)
+    os._exit(1)  # like a segfault or the OOM killer: no exception, no result, no signal
+
+
+@app.task(fingerprint_args=("file_id",), alert_context=("file_id",))
+def import_csv(file_id: int, upload: int = 0) -> int:
+    time.sleep(0.2)
+    if file_id == 555:  # row 17 of this file has "abc" where a number belongs
+        raise ValueError(f"file {file_id}, row 17: 'abc' is not a number")
+    return file_id

@@ -125,9 +125,22 @@ def test_demo_alerts_on_every_verdict_and_cleans_up(receiver: Receiver) -> None:
     ):
         block = alert_block(done.stdout, title)
         assert "Next step: " in block and "System did: " in block, block
+    # Poison and failures: a crash loop capped, a bad input quarantined, a failing streak.
+    looped = alert_block(done.stdout, "[P2] poison: example_project.tasks.import_feed")
+    assert "was delivered 4 times without finishing" in looped, looped
+    parked = alert_block(done.stdout, "[P2] poison: example_project.tasks.import_csv")
+    assert "import_csv(file_id=555) failed 3 times with the same error" in parked, parked
+    assert "quarantine release fp_" in parked, parked
+    failing = alert_block(done.stdout, "[P2] failed: example_project.tasks.charge_card")
+    assert "failed 3 times in a row (bad input: ValueError" in failing, failing
+    assert "hit 3 accounts" in failing, failing
+    assert re.search(r"example_project\.tasks\.import_feed +poison ", done.stdout), "not in dlq"
+    assert re.search(r"^fp_[0-9a-f]{16} +example_project\.tasks\.import_csv", done.stdout,
+                     flags=re.MULTILINE), "import_csv not in `quarantine list`"  # fmt: skip
     # ... and the same alerts reached the --webhook URL given.
     posted = {json.loads(b)["kind"] for b in receiver.bodies("/demo-alerts")}
-    assert posted >= {"stuck", "slow", "overtime", "lost", "duplicate", "watchdog_blind"}
+    assert posted >= {"stuck", "slow", "overtime", "lost", "duplicate", "watchdog_blind",
+                      "poison", "failed"}  # fmt: skip
     assert "progress has not moved" in alert_block(
         done.stdout, "[P2] stuck: example_project.tasks.reindex"
     )
