@@ -23,6 +23,7 @@ from .alerts.wording import KINDS
 from .model.durations import DAY, HOUR, MINUTE, parse_duration
 from .model.masking import one_line, shown_value
 from .model.policy import TaskPolicy
+from .model.queue_rules import QueuePolicy, parse_threshold
 from .model.reasons import Rules, parse_rules
 
 Validator = Callable[[str, Any], Any]
@@ -189,6 +190,47 @@ def _optional_names(name: str, value: Any) -> tuple[str, ...] | None:
     return names
 
 
+_QUEUE_KEYS = ("action", "threshold", "critical", "owner")
+
+
+def _queue_policies(name: str, value: Any) -> dict[str, QueuePolicy]:
+    """Queue name -> {"action", "threshold" ("5m", 300 or "3x normal"), "critical", "owner"}."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(name, value, "a dict of queue name -> dict of queue options")
+    out = {}
+    for queue, options in value.items():
+        label = f"{name}[{queue!r}]"
+        if not isinstance(queue, str) or not queue:
+            raise ConfigError(f"{name} key", queue, "a queue name (a non-empty string)")
+        if not isinstance(options, Mapping):
+            raise ConfigError(label, options, f"a dict with some of {list(_QUEUE_KEYS)}")
+        unknown = sorted(set(options) - set(_QUEUE_KEYS))
+        if unknown:
+            raise ConfigError(f"{label}[{unknown[0]!r}]", options[unknown[0]],
+                              f"one of the queue options {list(_QUEUE_KEYS)}")  # fmt: skip
+        try:
+            absolute, factor = parse_threshold(options.get("threshold", 300))
+        except ValueError as exc:
+            raise ConfigError(f"{label}['threshold']", options.get("threshold"),
+                              "seconds, a duration like '5m', or '3x normal'") from exc
+        out[queue] = QueuePolicy(
+            threshold=absolute if absolute is not None else QueuePolicy.threshold,
+            factor=factor,
+            critical=_bool(f"{label}['critical']", options.get("critical", False)),
+            action=_optional_str(f"{label}['action']", options.get("action")),
+            owner=_optional_str(f"{label}['owner']", options.get("owner")),
+        )  # fmt: skip
+    return out
+
+
+def _optional_http_url(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise ConfigError(name, value, "an http:// or https:// URL, or None")
+    return value
+
+
 SEVERITIES = ("P1", "P2", "P3")
 
 
@@ -313,6 +355,19 @@ class Settings:
         _failure_reasons,
         "Exception type or 're:pattern' -> failure bucket, tried before the built-in ones.",
     )
+    queue_policies: dict[str, QueuePolicy] = _spec(
+        {}, _queue_policies,
+        "Queue name -> who waits and when to alert: action, threshold, critical, owner.",
+    )  # fmt: skip
+    beat_grace: float | None = _spec(
+        None, _optional(_seconds(1, DAY)),
+        "Seconds a beat entry may be late before it is a missed run (None: 10% of its "
+        "interval, 30 s to 5 min).",
+    )  # fmt: skip
+    broker_api: str | None = _spec(
+        None, _optional_http_url,
+        "RabbitMQ management API (http://user:pass@host:15672), as Flower's --broker_api.",
+    )  # fmt: skip
     alert_channels: tuple[str, ...] = _spec(
         ("log",), _channels, "Where alerts go (every severity not in watchdog_alert_routes)."
     )

@@ -68,6 +68,19 @@ def define(app: Celery, seen: list[Any], release: threading.Event) -> dict[str, 
     return {"export": export, "stuck_export": stuck_export, "stuck_charge": stuck_charge}
 
 
+def stalled(wd: Watchdog, task: Any) -> Any:
+    """Send ``task``, let it stall past its heartbeat_timeout, and judge it: the finding."""
+    store = wd.store()
+    first = task.delay()
+    wait_for(lambda: store.messages.get(first.id), timeout=30, what="its saved message")
+    time.sleep(1.5)  # past its heartbeat_timeout without progress
+    findings = wait_for(
+        lambda: [f for f in run_pass(wd, store).findings if f.kind == "stuck"],
+        timeout=20, what="a stuck verdict",
+    )  # fmt: skip
+    return findings[0]
+
+
 def test_a_retry_continues_from_the_cursor_of_the_attempt_before(redis_url: str) -> None:
     app = make_app(redis_url, **FAST)
     seen: list[Any] = []
@@ -84,18 +97,11 @@ def test_a_requeued_run_starts_from_its_cursor(redis_url: str) -> None:
     release = threading.Event()
     tasks = define(app, seen, release)
     wd = runtime_of(app)
-    store = wd.store()
     with run_worker(app, concurrency=3):
         try:
-            first = tasks["stuck_export"].delay()
-            wait_for(lambda: store.messages.get(first.id), timeout=30, what="its saved message")
-            time.sleep(1.5)  # past its heartbeat_timeout without progress
-            findings = wait_for(
-                lambda: [f for f in run_pass(wd, store).findings if f.kind == "stuck"],
-                timeout=20, what="a stuck verdict",
-            )  # fmt: skip
-            assert findings[0].action == "requeued" and findings[0].new_task_id
-            new = app.AsyncResult(findings[0].new_task_id)
+            finding = stalled(wd, tasks["stuck_export"])
+            assert finding.action == "requeued" and finding.new_task_id
+            new = app.AsyncResult(finding.new_task_id)
             assert new.get(timeout=30) == {"resumed": {"row": 12430, "file": "a.csv"}}
         finally:
             release.set()
@@ -111,17 +117,12 @@ def test_a_dead_letter_replay_starts_from_its_cursor(redis_url: str) -> None:
     store = wd.store()
     with run_worker(app, concurrency=3):
         try:
-            first = tasks["stuck_charge"].delay()
-            wait_for(lambda: store.messages.get(first.id), timeout=30, what="its saved message")
-            time.sleep(1.5)
-            findings = wait_for(
-                lambda: [f for f in run_pass(wd, store).findings if f.kind == "stuck"],
-                timeout=20, what="a stuck verdict",
-            )  # fmt: skip
-            assert findings[0].action == "dead_lettered"
-            entry = dlq.get(store, first.id)
+            finding = stalled(wd, tasks["stuck_charge"])
+            assert finding.action == "dead_lettered"
+            task_id = finding.run.task_id
+            entry = dlq.get(store, task_id)
             assert entry is not None and entry.cursor == '[3,"invoice-77"]'
-            [result] = dlq.replay(app, store, [first.id], now=store.now())
+            [result] = dlq.replay(app, store, [task_id], now=store.now())
             assert result.outcome == "replayed" and result.new_task_id
             replayed = app.AsyncResult(result.new_task_id)
             assert replayed.get(timeout=30) == {"resumed": [3, "invoice-77"]}

@@ -33,6 +33,7 @@ from .wording import summary as summary_of
 
 logger = logging.getLogger("celery_watchdog")
 RUN_KINDS = ("stuck", "slow", "overtime")  # resolved when their run ends
+QUEUE_KINDS = ("queue_backlog", "queue_stalled")  # resolved when the queue drains
 BLIND_KEY = "watchdog_blind|celery_watchdog.check|watchdog"
 SAMPLE = 50  # runs of a grouped incident looked at first, each pass
 
@@ -230,6 +231,10 @@ class Alerter:
         failing = self.store.names.failing() if failing_names else {}
         fps = [inc.subject.removeprefix("fp:") for inc in incidents if ends[inc.id] == "quarantine"]
         released = dict(zip(fps, self.store.quarantine.gone(fps), strict=True))
+        queues = self.store.queues.latest() if any(e == "queue" for e in ends.values()) else {}
+        entries_ok = (
+            self.store.beat.latest() if any(e == "schedule" for e in ends.values()) else {}
+        )
         hour = int(self.now // 3600)
         history = (
             self.store.names.week_history(failing_names, (hour - 1, hour, hour + 1))
@@ -249,6 +254,22 @@ class Alerter:
                 if not any(running.get(m) for m in subjects):
                     n = len(subjects)
                     why = "the run ended" if n == 1 else f"all {n} runs ended"
+            elif end == "queue":
+                doc = queues.get(inc.subject.removeprefix("queue:"))
+                if doc is None or doc.get("cleared"):
+                    why = (
+                        "the queue drained"
+                        if doc and not doc.get("messages")
+                        else (
+                            "its oldest message waits less than half the threshold again"
+                            if doc
+                            else "the queue is no longer there"
+                        )
+                    )
+            elif end == "schedule":
+                entry = entries_ok.get(inc.subject.removeprefix("beat:"))
+                if entry is None or entry.get("health") in ("ok", "late"):
+                    why = "it runs on time again" if entry else "the entry is gone"
             elif end == "quarantine":
                 why = _released(released.get(inc.subject.removeprefix("fp:")))
             elif end == "failing":
@@ -295,6 +316,10 @@ def _how_ended(inc: IncidentDoc) -> str:
         return "failing"
     if action == "quarantined":
         return "quarantine"
+    if inc.kind in QUEUE_KINDS:
+        return "queue"
+    if inc.kind == "missed_run":
+        return "schedule"
     if inc.kind in RUN_KINDS and action != "dead_lettered":
         return "run"
     return "dead_letter"

@@ -12,7 +12,7 @@ from ..model.humanize import duration
 
 KINDS = (
     "stuck", "slow", "overtime", "lost", "poison", "duplicate", "failed", "retry_storm",
-    "failure_spike", "queue_backlog", "missed_run", "watchdog_blind", "test",
+    "failure_spike", "queue_backlog", "queue_stalled", "missed_run", "watchdog_blind", "test",
 )  # fmt: skip
 SEVERITIES = ("P1", "P2", "P3")
 
@@ -20,7 +20,7 @@ SEVERITIES = ("P1", "P2", "P3")
 DEFAULT_SEVERITY: Mapping[str, str] = {
     "lost": "P1", "watchdog_blind": "P1", "missed_run": "P1",
     "stuck": "P2", "poison": "P2", "queue_backlog": "P2", "failed": "P2", "duplicate": "P2",
-    "failure_spike": "P2", "retry_storm": "P3",
+    "failure_spike": "P2", "retry_storm": "P3", "queue_stalled": "P1",
     "slow": "P3", "overtime": "P3", "test": "P3",
 }  # fmt: skip
 
@@ -89,9 +89,11 @@ def summary(
     if kind == "failure_spike":
         return f"{what} is failing more than usual" + (f": {reason}" if reason else "")
     if kind == "queue_backlog":
-        return f"Work is piling up in queue {queue or '?'}" + (f": {reason}" if reason else "")
+        return "Work is piling up" + (f": {reason}" if reason else f" in queue {queue or '?'}")
+    if kind == "queue_stalled":
+        return "Work has stopped" + (f": {reason}" if reason else f" in queue {queue or '?'}")
     if kind == "missed_run":
-        return f"{what} did not run when it was scheduled"
+        return f"{what} did not run when it was scheduled" + (f": {reason}" if reason else "")
     if kind == "watchdog_blind":
         return "Nobody is watching the background tasks" + (f": {reason}" if reason else "")
     if kind == "test":
@@ -150,7 +152,10 @@ def next_step(
     if kind in FAILURE_KINDS:
         return _failure_step(bucket, f"{cli} task {task_id}" if task_id else f"{cli} status")
     if kind == "queue_backlog":
-        return f"check that workers consume this queue and are not stuck — {cli} workers"
+        return f"work goes on but too slowly: add workers or concurrency for it — {cli} queues"
+    if kind == "queue_stalled":
+        return (f"nothing completes: check that a worker consumes it and is not stuck (restart a "
+                f"worker that stopped consuming) — {cli} queues")  # fmt: skip
     if kind in ("missed_run", "watchdog_blind"):
         return f"check that celery beat (or {cli} monitor) is running"
     if kind == "test":

@@ -14,6 +14,7 @@ Other command modules add their commands to :data:`watchdog` and open the runtim
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -47,6 +48,14 @@ class WatchdogError(click.ClickException):
         super().__init__(message)
         # click >= 8.5 types exit_code as a ClassVar; click reads it from the instance.
         setattr(self, "exit_code", exit_code)  # noqa: B010
+
+
+def who() -> str:
+    """The person at the terminal, as recorded in audits and resolutions."""
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "someone"
 
 
 @dataclass

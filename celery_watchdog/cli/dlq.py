@@ -7,7 +7,6 @@ touches the original message.
 
 from __future__ import annotations
 
-import getpass
 import os
 import sys
 from typing import Any
@@ -27,6 +26,7 @@ from .base import (
     json_option,
     open_session,
     watchdog,
+    who,
 )
 
 
@@ -197,7 +197,7 @@ def purge(ctx: click.Context, entry_ids: tuple[str, ...], all_: bool, yes: bool)
             raise WatchdogError(f"refusing to purge {what} without --yes (no terminal to "
                                 "confirm on)", EXIT_USAGE)  # fmt: skip
         click.confirm(f"Delete {what} for good?", abort=True)
-    deleted = deadletters.purge(store, ids, by=_who())
+    deleted = deadletters.purge(store, ids, by=who())
     click.echo(f"Purged {deleted} dead-letter entr{'y' if deleted == 1 else 'ies'}.")
 
 
@@ -235,11 +235,3 @@ def export(
         count = deadletters.export(session.store, out, redactor, task=task,
                                    include_messages=include_messages)  # fmt: skip
     click.echo(f"Exported {count} dead-letter entries to {output}.", err=True)
-
-
-def _who() -> str:
-    """The person at the terminal, for the record ("purged by alice")."""
-    try:
-        return getpass.getuser()
-    except Exception:  # no user name in this environment (a container): say so
-        return "someone"

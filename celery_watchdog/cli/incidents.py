@@ -8,7 +8,6 @@ exits 1 if any of them failed: test every alert before trusting it.
 
 from __future__ import annotations
 
-import getpass
 import time
 from typing import Any
 
@@ -30,6 +29,7 @@ from .base import (
     json_option,
     open_session,
     watchdog,
+    who,
 )
 
 
@@ -42,13 +42,6 @@ def _find(store: Store, wanted: str) -> IncidentDoc:
     if incident is None:
         raise WatchdogError(f"incident {incident_id} has expired")
     return incident
-
-
-def _who() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:
-        return "someone"
 
 
 def _note_option(fn: Any) -> Any:
@@ -107,7 +100,7 @@ def _set(
     incident = _find(store, incident_id)
     now = store.now()
     until = None if seconds is None else now + seconds
-    done = store.incidents.set_state(incident.id, state, now, until=until, note=note, by=_who())
+    done = store.incidents.set_state(incident.id, state, now, until=until, note=note, by=who())
     if done == -1:
         raise WatchdogError(f"incident {incident.id} is already resolved")
     if done == 0:
@@ -126,7 +119,7 @@ def resolve(ctx: click.Context, incident_id: str, note: str) -> None:
     if not incident.active:
         raise WatchdogError(f"incident {incident.id} is already resolved")
     alerter = Alerter(session.wd, session.store, session.store.now())
-    notices = alerter.resolve_by_hand(incident, note, _who())
+    notices = alerter.resolve_by_hand(incident, note, who())
     click.echo(printable(f"incident {incident.id} resolved"))
     for line in render_incidents.deliveries(notices):
         click.echo(line)

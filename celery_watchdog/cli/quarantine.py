@@ -9,21 +9,21 @@ A fingerprint is addressed by a unique prefix, as with git hashes.
 
 from __future__ import annotations
 
-import getpass
 from typing import Any
 
 import click
 
 from ..model.humanize import ago, cut, fields, finite, printable, table
 from ..model.ids import unique_id
-from .base import WatchdogCommand, WatchdogError, echo_json, json_option, open_session, watchdog
-
-
-def _who() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:
-        return "someone"
+from .base import (
+    WatchdogCommand,
+    WatchdogError,
+    echo_json,
+    json_option,
+    open_session,
+    watchdog,
+    who,
+)
 
 
 def _resolve(store: Any, wanted: str) -> str:
@@ -93,7 +93,7 @@ def release(ctx: click.Context, fingerprint: str) -> None:
     """Let an input run again (parked copies stay in the dead-letter queue: replay them)."""
     session = open_session(ctx)
     fp = _resolve(session.store, fingerprint)
-    done = session.store.quarantine.release([fp], _who(), "released", session.store.now())
+    done = session.store.quarantine.release([fp], who(), "released", session.store.now())
     if not done:
         raise WatchdogError(f"{fp} is no longer quarantined")
     click.echo(f"Released {fp}: new copies of this input run again; workers see it within a "

@@ -247,6 +247,9 @@ def status_text(doc: Mapping[str, Any], now: float) -> str:
                 f"({ago(ch['last_error_at'], now)}; {ch['failed']} failed, "
                 f"{ch['delivered']} delivered)"
             )
+    for q in (doc.get("queues") or {}).values():
+        if q.get("health") in ("backlog", "stalled"):
+            head += f"\nQUEUE {q['health'].upper()}: {q.get('summary')}"
     if not doc["tasks"]:
         return printable(head + "\n\nNo tasks recorded yet.")
     rows = []

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 REPLAY_HEADER = "watchdog_replay_of"
 RESUME_HEADER = "watchdog_resume_from"  # the cursor the next attempt starts from (JSON text)
+PUBLISHED_AT = "watchdog_published_at"  # brokers.HEADER, stamped by the producer
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,8 @@ def publish_original(
     """
     args, kwargs, embed = decoded or _decode(app, message)
     headers = message.get("headers") or {}
-    custom = {k: v for k, v in headers.items() if k not in CELERY_KEYS}
+    # The original's publish stamp is dropped: the age of this message starts now.
+    custom = {k: v for k, v in headers.items() if k not in CELERY_KEYS and k != PUBLISHED_AT}
     hard, soft = [*(headers.get("timelimit") or ()), None, None][:2]
     root_id = headers.get("root_id")
     options: dict[str, Any] = {

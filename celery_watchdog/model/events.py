@@ -47,6 +47,18 @@ class End(TypedDict, total=False):
     q_after: int
 
 
+class Sent(TypedDict):
+    """Beat sent a scheduled task: when its entries last ran is judged from this."""
+
+    kind: Literal["sent"]
+    id: str
+    name: str
+
+
+def sent(task_id: str, name: str) -> Sent:
+    return {"kind": "sent", "id": task_id, "name": name}
+
+
 def redelivery(task_id: str, name: str, worker: str | None) -> Redelivery:
     return {"kind": "redeliv", "id": task_id, "name": name, "worker": worker}
 

@@ -166,6 +166,8 @@ class WorkerInfo:
     totals: Mapping[str, int] = field(default_factory=dict)
     software: Mapping[str, str] = field(default_factory=dict)
     watchdog: Mapping[str, Any] = field(default_factory=dict)
+    # Routing key -> when this worker last took a message with it (server time), if ever.
+    last_received: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_doc(cls, hostname: str, last_seen: float, doc: Mapping[str, str]) -> WorkerInfo:
@@ -205,7 +207,20 @@ class WorkerInfo:
             totals=data.get("total", {}),
             software=data.get("software", {}),
             watchdog=data.get("watchdog", {}),
+            last_received=_received(data.get("received_ages"), ts or last_seen),
         )
+
+
+def _received(ages: Any, at: float) -> dict[str, float]:
+    """Ages (seconds before the snapshot at ``at``) as server times; junk skipped."""
+    if not isinstance(ages, dict):
+        return {}
+    out = {}
+    for key, age in ages.items():
+        value = number(age)
+        if isinstance(key, str) and value is not None and value >= 0:
+            out[key] = at - value
+    return out
 
 
 def _percentile(sorted_values: Sequence[float], q: float) -> float | None:

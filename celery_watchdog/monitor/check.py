@@ -22,7 +22,7 @@ from ..model.records import Finding, Run, Verdict
 from ..model.rules import blindness
 from ..runtime import Watchdog
 from ..store import Store
-from . import failures, quarantine
+from . import failures, quarantine, queues, schedules
 from .handling import Handler
 
 logger = logging.getLogger("celery_watchdog")
@@ -112,6 +112,8 @@ def run_pass(wd: Watchdog, store: Store | None = None, limit: int = 1000) -> Pas
     report.findings += quarantine.new_findings(store, limit)
     report.findings += handler.settle_refused(limit)
     report.failing = failures.judge(wd, store, now, limit)
+    report.failing += _safely_queues(wd, store, now)
+    report.failing += _safely(schedules.judge, "schedules", wd, store, now)
     alerter = Alerter(wd, store, now)
     opened = alerter.on_findings(report.findings + report.failing)
     report.notices = opened + alerter.review(limit)
@@ -126,6 +128,23 @@ def run_pass(wd: Watchdog, store: Store | None = None, limit: int = 1000) -> Pas
         }
     )
     return report
+
+
+def _safely(judge: Any, what: str, wd: Watchdog, store: Store, now: float) -> list[Finding]:
+    try:
+        return list(judge(wd, store, now))
+    except Exception as exc:
+        faults.report(what, exc, f"cannot judge the {what}: {faults.describe(exc)}")
+        return []
+
+
+def _safely_queues(wd: Watchdog, store: Store, now: float) -> list[Finding]:
+    """Queue health; a broker it cannot read is the queues' own error, never the pass's."""
+    try:
+        return queues.judge(wd, store, now, store.workers.all())
+    except Exception as exc:
+        faults.report("queues", exc, f"cannot judge the queues: {faults.describe(exc)}")
+        return []
 
 
 def _next_deadline(

@@ -18,6 +18,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable
+from time import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from celery import signals
@@ -283,6 +284,27 @@ def _main_hostname(wd: Any, sender: Any) -> str:
     return hostname or wd.recorder.hostname or "unknown"
 
 
+PUBLISHED_AT = "watchdog_published_at"  # brokers.HEADER: when a message was published
+
+
+def on_before_publish(sender: Any = None, headers: Any = None, **_: Any) -> None:
+    """Stamp when a message was published, for its queue's oldest age (memory only: a
+    producer's web request never waits for Redis). A stamp already given is kept (a replay
+    drops the original's: see ``dlq.publish_original``)."""
+    if type(headers) is dict:
+        if PUBLISHED_AT not in headers:
+            headers[PUBLISHED_AT] = time()
+        if headers.get("celery_beat_task"):  # beat's own process, sending a scheduled task
+            _beat_sent(str(sender or headers.get("task") or ""), headers.get("id"))
+
+
+@_guarded
+def _beat_sent(name: str, task_id: Any) -> None:
+    for wd in _runtimes():
+        if wd is not None and isinstance(task_id, str):
+            wd.recorder.add(events.sent(task_id, name))
+
+
 @_guarded
 def on_process_shutdown(**_: Any) -> None:
     for runtime in _runtimes():
@@ -303,6 +325,7 @@ def connect(
         return
     _connected = True
     receivers: list[tuple[Any, Callable[..., None]]] = [
+        (signals.before_task_publish, on_before_publish),
         (signals.task_prerun, on_task_prerun),
         (signals.task_postrun, on_task_postrun),
         (signals.task_failure, on_task_failure),

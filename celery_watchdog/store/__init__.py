@@ -17,6 +17,10 @@ keys it owns listed at its top (the Lua scripts that write them are in ``lua/``)
   store.dlq        the dead-letter queue          dlq.py
   store.quarantine inputs that fail the same way, quarantine.py
                    parked until released
+  store.queues     completions per queue, head    queues.py
+                   first seen, last judgements
+  store.beat       beat's dispatches, entries     beat.py
+                   first seen, last judgements
   store.incidents  incidents                      incidents.py lua/incidents.lua
   store.channels   alert delivery status          channels.py
 """
@@ -28,6 +32,7 @@ from typing import Any
 import redis
 
 from .base import RUNNING_TTL, connect
+from .beat import Beat
 from .channels import Channels
 from .deliveries import Deliveries
 from .dlq import DeadLetters
@@ -36,6 +41,7 @@ from .messages import Messages
 from .monitor import MonitorKeys
 from .names import Names
 from .quarantine import Quarantine
+from .queues import Queues
 from .runs import NAMES_MAX, Limits, Runs, Written
 from .workers import Workers
 
@@ -54,6 +60,8 @@ class Store:
         self.deliveries = Deliveries(client, prefix)
         self.dlq = DeadLetters(client, prefix)
         self.quarantine = Quarantine(client, prefix)
+        self.queues = Queues(client, prefix)
+        self.beat = Beat(client, prefix)
         self.incidents = Incidents(client, prefix)
         self.channels = Channels(client, prefix)
 

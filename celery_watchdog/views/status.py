@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from ..store import Store
 
 
+QUEUE_FIELDS = ("health", "messages", "oldest_age", "oldest_age_is_lower_bound", "summary",
+                "action", "affected")  # fmt: skip
+
+
 def watchdog_errors(store: Store, now: float) -> list[dict[str, Any]]:
     """The watchdog's own errors, one entry per source and kind, most frequent first."""
     found = [
@@ -91,6 +95,11 @@ def status_doc(store: Store, wd: Watchdog, *, now: float | None = None) -> dict[
             "dead_letters": store.dlq.count(),
             "open_incidents": store.incidents.active_count(),
             "alert_channels": _channel_health(store.channels.status()),
+        },
+        # As the last monitor pass judged them (``queues`` reads the broker now).
+        "queues": {
+            name: {k: q.get(k) for k in QUEUE_FIELDS}
+            for name, q in sorted(store.queues.latest().items())
         },
         "tasks": {
             name: _name_summary(name, by_name.get(name, ()), stats.get(name), scene.policy(name))

@@ -250,6 +250,8 @@ class Reporter:
             "pool": self._pool_name(),
             "concurrency": getattr(self.worker, "concurrency", None),
             "queues": sorted(self._queues()),
+            # Seconds since this worker last took a message with each routing key.
+            "received_ages": self._received_ages(),
             "processes": self._processes(),
             "active": active,
             # Flower's stats.total and registered: counts per task name since worker start.
@@ -288,6 +290,12 @@ class Reporter:
         cls = type(getattr(self.worker, "pool", None) or object)
         module = cls.__module__.rsplit(".", 1)[-1]
         return {"prefork": "prefork", "solo": "solo", "thread": "threads"}.get(module, module)
+
+    def _received_ages(self) -> dict[str, float]:
+        if self.gate is None:
+            return {}
+        now = time.monotonic()
+        return {k: round(now - t, 3) for k, t in list(self.gate.last_received.items())}
 
     def _queues(self) -> list[str]:
         try:

@@ -49,6 +49,7 @@ class DeliveryGate:
         self.store = Store(connect(url, timeout=TIMEOUT), wd.settings.key_prefix)
         self._paused_until = 0.0
         self._quarantined: dict[str, dict[str, dict[str, Any]]] = {}  # name -> fp -> doc
+        self.last_received: dict[str, float] = {}  # routing key -> monotonic time
         self._version: str | None = None
 
     def connect(self) -> None:
@@ -61,6 +62,10 @@ class DeliveryGate:
 
     def on_received(self, sender: Any = None, request: Any = None, **_: Any) -> None:
         try:
+            delivery = request.delivery_info or {}
+            # When this worker last took a message from each queue: a worker that stays alive
+            # but stopped consuming (celery#8030) shows as a queue whose consumer went quiet.
+            self.last_received[delivery.get("routing_key") or ""] = time.monotonic()
             names = self._quarantined
             if (
                 names
@@ -69,7 +74,7 @@ class DeliveryGate:
                 and self.quarantined(request)
             ):
                 return
-            if not (request.delivery_info or {}).get("redelivered"):
+            if not delivery.get("redelivered"):
                 return
             if not self._app_of(sender) or _ours(request.name):
                 return

@@ -27,6 +27,10 @@
 --   {p}:budgets            HASH  task name -> "soft,hard" learned by the monitor (read only)
 --   {p}:lost               ZSET  runkey -> ended-as-lost at; the monitor pops it (capped)
 --   {p}:lostinfo           HASH  runkey -> JSON facts of that lost run (removed with it)
+--   {p}:beat:sent          HASH  task name -> JSON {at, id} of beat's last dispatch TTL 30 days
+--   {p}:nameq              HASH  task name -> the routing key its runs came from   TTL 7 days
+--   {p}:qc:{queue}:{b}     HASH  "done" -> runs from this queue that ended per 5 min TTL 65 min
+--   {p}:qlast              HASH  queue -> when a run from it last ended          TTL 7 days
 --   {p}:failing            ZSET  task name -> failures in a row since its last success (> 0)
 --   {p}:gaveup             ZSET  task name -> when a run of it last exhausted its retries
 --   {p}:failnames          ZSET  task name -> its last failure or retry (trimmed after 1 day)
@@ -66,6 +70,7 @@ end
 -- follows the number of task names in a batch, not the number of tasks.
 local counts, last, runtimes = {}, {}, {}  -- per task name, for this batch
 local streaks = {}  -- per task name: {reset = a success came, add = failures after it}
+local queue_of = {}  -- per task name: the routing key of its runs in this batch
 local function streak(name, outcome)
   local s = streaks[name] or {reset = false, add = 0}
   if outcome == 'succeeded' then s.reset, s.add = true, 0
@@ -113,6 +118,34 @@ local function write_counts()
     for reason, text in pairs(l.examples or {}) do redis.call('HSET', nk, 'ex:' .. reason, text) end
     redis.call('EXPIRE', nk, WEEK)
   end
+  -- Completions per queue, for telling a slow queue (completions go on) from a stalled one.
+  local done_by_queue, done_at = {}, {}
+  for key, n in pairs(counts) do
+    local name, outcome, b5 = string.match(key, '^(.*)%z(.*)%z(.*)%z')
+    if outcome == 'succeeded' or outcome == 'failed' then
+      local q = queue_of[name]
+      if q == nil then
+        q = redis.call('HGET', p .. ':nameq', name) or false
+        queue_of[name] = q
+      end
+      if q then
+        local dk = q .. '\0' .. b5
+        done_by_queue[dk] = (done_by_queue[dk] or 0) + n
+        local l = last[name] or {}
+        done_at[q] = math.max(done_at[q] or 0, l.last_success or 0, l.last_failure or 0)
+      end
+    end
+  end
+  for dk, n in pairs(done_by_queue) do
+    local q, b5 = string.match(dk, '^(.*)%z(.*)$')
+    local qk = p .. ':qc:' .. q .. ':' .. b5
+    redis.call('HINCRBY', qk, 'done', n); redis.call('EXPIRE', qk, 3900)
+  end
+  for q, ts in pairs(done_at) do  -- when the last run ended, not when it was flushed
+    local prev = tonumber(redis.call('HGET', p .. ':qlast', q) or '') or 0
+    if ts > prev then redis.call('HSET', p .. ':qlast', q, ts) end
+  end
+  redis.call('EXPIRE', p .. ':qlast', WEEK)
   for name, s in pairs(streaks) do
     local nk = p .. ':name:' .. name
     local n = s.add
@@ -185,6 +218,11 @@ end
 
 local function apply(e)
   local tk = p .. ':task:' .. (e.id or '')  -- agg events have no id
+  if e.name and given(e.queue) and not queue_of[e.name] then
+    queue_of[e.name] = e.queue
+    redis.call('HSET', p .. ':nameq', e.name, e.queue)
+    redis.call('EXPIRE', p .. ':nameq', WEEK)
+  end
   if e.kind == 'agg' then
     -- Short successful runs beyond the flush's sample of this name: counted, timed, no document.
     local ts = at(e.age)
@@ -211,6 +249,10 @@ local function apply(e)
     redis.call('EXPIRE', lk, 86400)
     redis.call('ZADD', p .. ':faulty', now, e.worker)
     redis.call('ZREMRANGEBYSCORE', p .. ':faulty', '-inf', now - 86400)
+  elseif e.kind == 'sent' then
+    -- Beat sent a scheduled task (its own recorder): the dead-man's switch of its entries.
+    redis.call('HSET', p .. ':beat:sent', e.name, cjson.encode({at = at(e.age), id = e.id}))
+    redis.call('EXPIRE', p .. ':beat:sent', 30 * 86400)
   elseif e.kind == 'redeliv' then
     -- A worker's main process saw this message come back (a child or worker died, a
     -- visibility timeout): it was delivered at least once before.

@@ -1,0 +1,48 @@
+"""``celery watchdog queues``: depth, the oldest waiting message and health of every queue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..model.humanize import NONE, ago, cut, duration, finite, printable, table
+from ..views.queues import queues_doc
+from .base import WatchdogCommand, echo_json, json_option, open_session, watchdog
+
+
+@watchdog.command(cls=WatchdogCommand)
+@json_option
+@click.pass_context
+def queues(ctx: click.Context, as_json: bool) -> None:
+    """Each queue: waiting, reserved, oldest waiting, consumers, completions, health."""
+    session = open_session(ctx)
+    doc = queues_doc(session.store, session.wd)
+    if as_json:
+        echo_json(finite(doc))
+        return
+    click.echo(queues_text(doc["active_queues"], doc["timestamp"]))
+
+
+def queues_text(docs: list[dict[str, Any]], now: float) -> str:
+    if not docs:
+        return "No queues found (none declared, consumed or holding messages)."
+    rows = []
+    for d in docs:
+        oldest = d["oldest_age"]
+        shown = (
+            NONE
+            if oldest is None
+            else (">" if d["oldest_age_is_lower_bound"] else "") + (duration(oldest))
+        )
+        consumers = ", ".join(c["worker"].split("@", 1)[0] for c in d["consumers"]) or "none"
+        last = d["last_completed_age"]
+        rows.append([
+            cut(d["name"], 30), d["messages"], NONE if d["reserved"] is None else d["reserved"],
+            shown, cut(consumers, 30), d["completed_per_min"],
+            NONE if last is None else ago(now - last, now), d["health"].upper()
+            if d["kind"] else d["health"], cut(d["error"] or d["summary"], 70),
+        ])  # fmt: skip
+    headers = ["QUEUE", "WAITING", "RESERVED", "OLDEST", "CONSUMERS", "DONE/MIN", "LAST DONE",
+               "HEALTH", "SUMMARY"]  # fmt: skip
+    return printable(table(headers, rows))
