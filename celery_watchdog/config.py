@@ -287,6 +287,7 @@ TASK_OPTION_VALIDATORS: dict[str, Validator] = {
     "fail_alert_after": _int_between(1, 1000),
     "fingerprint_args": _optional_names,
     "quarantine_after": _int_between(1, 1000),
+    "max_silence": _optional(_timeout),
 }
 
 

@@ -83,3 +83,45 @@ def test_a_beat_entry_not_sent_in_time_is_a_missed_run_resolved_when_runs_resume
         after.assert_sent(kind="missed_run", notice="resolved")
     finally:
         stop_process_group(beat)
+
+
+def test_a_task_with_max_silence_that_stops_succeeding_is_a_missed_run(redis_url: str) -> None:
+    from tests.helpers import make_app, run_worker
+
+    app = make_app(redis_url, watchdog_flush_interval=0.1)
+
+    @app.task(name="s.sync", shared=False, max_silence=2)
+    def sync() -> str:
+        return "synced"
+
+    wd = install(app)
+    assert wd is not None
+    store = wd.store()
+    with run_worker(app):
+        sync.delay().get(timeout=20)
+        time.sleep(3.0)  # no success for longer than max_silence
+        with capture_alerts() as alerts:
+            run_pass(wd, store)
+        page = alerts.assert_sent(kind="missed_run", task_name="s.sync")
+        assert "s.sync has not succeeded for" in page.summary and "(max_silence 2" in page.summary
+        sync.delay().get(timeout=20)
+        wait_for(lambda: (store.names.stats(["s.sync"], store.now())["s.sync"].last_success or 0)
+                 > store.now() - 2, what="the new success recorded")  # fmt: skip
+        with capture_alerts() as after:
+            run_pass(wd, store)
+        after.assert_sent(kind="missed_run", notice="resolved")
+
+
+def test_schedules_lists_each_beat_entry_with_its_health(redis_url: str) -> None:
+    import json
+
+    from tests.test_cli import celery
+
+    prefix = unique_prefix("wdsched")
+    out = celery("schedules", "--json", redis_url=redis_url, prefix=prefix, conf=CONF)
+    assert out.returncode == 0, out.stderr
+    entries = {d["entry"]: d for d in json.loads(out.stdout)["schedules"]}
+    tick = entries["tick-every-second"]
+    assert tick["task"] == "tests.workerapp.noop" and tick["health"] in ("ok", "missed", "late")
+    text = celery("schedules", redis_url=redis_url, prefix=prefix, conf=CONF).stdout
+    assert "tick-every-second" in text and "tests.workerapp.noop" in text

@@ -267,7 +267,7 @@ class Alerter:
                         )
                     )
             elif end == "schedule":
-                entry = entries_ok.get(inc.subject.removeprefix("beat:"))
+                entry = entries_ok.get(inc.subject.removeprefix("beat:"))  # or "silence:<name>"
                 if entry is None or entry.get("health") in ("ok", "late"):
                     why = "it runs on time again" if entry else "the entry is gone"
             elif end == "quarantine":

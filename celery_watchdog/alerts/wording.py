@@ -92,8 +92,12 @@ def summary(
         return "Work is piling up" + (f": {reason}" if reason else f" in queue {queue or '?'}")
     if kind == "queue_stalled":
         return "Work has stopped" + (f": {reason}" if reason else f" in queue {queue or '?'}")
-    if kind == "missed_run":
-        return f"{what} did not run when it was scheduled" + (f": {reason}" if reason else "")
+    if kind == "missed_run":  # the reason names the entry and what did not happen
+        return (
+            f"Scheduled work missed: {reason}"
+            if reason
+            else (f"{what} did not run when it was scheduled")
+        )
     if kind == "watchdog_blind":
         return "Nobody is watching the background tasks" + (f": {reason}" if reason else "")
     if kind == "test":

@@ -23,6 +23,7 @@ class TaskPolicy:
     fail_alert_after: int = 3  # failures in a row of this task name that page
     fingerprint_args: tuple[str, ...] | None = None  # the input's identity (None: every arg)
     quarantine_after: int = 3  # deterministic failures of one input before it is parked
+    max_silence: float | None = None  # it must succeed at least this often (a dead-man's switch)
 
     def severity(self, kind: str, by_kind: Mapping[str, str], default: str) -> str:
         """Task option -> ``watchdog_alert_severity`` -> the kind's default severity."""

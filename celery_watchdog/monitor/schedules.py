@@ -55,14 +55,42 @@ def read(wd: Watchdog, store: Store, now: float) -> list[dict[str, Any]]:
 
 def judge(wd: Watchdog, store: Store, now: float) -> list[Finding]:
     docs = read(wd, store, now)
-    store.beat.save({d["entry"]: d for d in docs})
-    return [_finding(d) for d in docs if d["kind"]]
+    silent = silences(wd, store, now)
+    store.beat.save({**{d["entry"]: d for d in docs}, **silent})
+    return [_finding(d) for d in [*docs, *silent.values()] if d["kind"]]
+
+
+def silences(wd: Watchdog, store: Store, now: float) -> dict[str, dict[str, Any]]:
+    """Task names with ``max_silence``: each must succeed at least that often."""
+    limits = {}
+    for name, task in list(wd.app.tasks.items()):
+        if not name.startswith("celery."):
+            limit = wd.policy(task).max_silence
+            if limit:
+                limits[name] = limit
+    if not limits:
+        return {}
+    names = sorted(limits)
+    stats = store.names.stats(names, now)
+    seen = store.beat.first_seen([f"silence:{n}" for n in names], now)
+    out = {}
+    for name in names:
+        what = rules.max_silence(name, stats[name].last_success, now, limits[name],
+                                 since=seen[f"silence:{name}"])  # fmt: skip
+        out[f"silence:{name}"] = {
+            "entry": f"silence:{name}", "task": name, "schedule": f"max_silence {limits[name]}",
+            "last_succeeded": stats[name].last_success, "health": "missed" if what else "ok",
+            "kind": "missed_run" if what else None, "what": what or "",
+        }  # fmt: skip
+    return out
 
 
 def _finding(doc: dict[str, Any]) -> Finding:
     run = Run(task_id="", name=str(doc["task"]), state="PENDING")
+    entry = str(doc["entry"])
+    subject = entry if entry.startswith("silence:") else f"beat:{entry}"
     return Finding(kind="missed_run", reason=str(doc["what"]), run=run, action="none",
-                   subject=f"beat:{doc['entry']}")  # fmt: skip
+                   subject=subject)  # fmt: skip
 
 
 def _last_run(store: Store, task_id: Any) -> Run | None:

@@ -48,6 +48,7 @@ class WatchedTask(Task):
     fail_alert_after: int | None = None
     fingerprint_args: tuple[str, ...] | None = None
     quarantine_after: int | None = None
+    max_silence: float | None = None
 
     def heartbeat(
         self,
