@@ -39,6 +39,16 @@ app.conf.update(
     # Alerts: the log, plus what the demo adds (its own receiver, and any --webhook URL given).
     watchdog_alert_channels=["log", *os.environ.get("WATCHDOG_DEMO_ALERT_URLS", "").split()],
     watchdog_alert_timeout=5,
+    # A queue nobody consumes (the demo's worker takes "celery" only), with who waits on it,
+    # and a beat entry whose task goes there: a stalled queue, and a missed run.
+    task_routes={"example_project.tasks.archive_reports": {"queue": "archive"}},
+    watchdog_queue_policies={
+        "archive": {"action": "Archive monthly reports for customers", "threshold": 8},
+    },
+    beat_schedule={
+        "archive-reports": {"task": "example_project.tasks.archive_reports", "schedule": 6.0},
+    },
+    watchdog_beat_grace=4,
     watchdog_task_policies={
         # Exports: slow past 6 s (reported, never stopped), and who to call about them.
         "example_project.tasks.export_*": {

@@ -144,6 +144,8 @@ def enqueue_mix(results: list[Any]) -> dict[str, str]:
     send(tasks.sync_vendor, account_id=42)
     send(tasks.reindex, account_id=42)
     send(tasks.crunch_numbers)
+    for account_id in (12, 15, 99):  # customers waiting on a queue nobody consumes
+        results.append(tasks.archive_reports.delay(account_id=account_id))
 
     def producer() -> None:  # re-sends the same bad file, as new tasks, every 2 seconds
         # A crash loop, stopped after max_deliveries. Sent once the quick tasks are done: a
@@ -415,6 +417,8 @@ def run(
             show(["watchdog", "tasks"])
             show(["watchdog", "dlq", "list"])
             show(["watchdog", "quarantine", "list"])
+            show(["watchdog", "queues"])
+            show(["watchdog", "schedules"])
             say(blind.status())
             say(feed.render(task_states(), time.time()))
             say()

@@ -20,6 +20,9 @@
   parked in the dead-letter queue unrun.
 - ``charge_card``: failing on bad input three times in a row pages once (``failed``, "bad
   input"), with the accounts it hit.
+- ``archive_reports``: sent by beat every few seconds to the queue "archive", which no worker
+  consumes: the queue is *stalled* (no consumer) and the beat entry a *missed run* (sent, never
+  started).
 
 The budgets are short so that the demo shows every verdict within a minute (see ``celery.py``).
 """
@@ -168,3 +171,8 @@ def import_csv(file_id: int, upload: int = 0) -> int:
     if file_id == 555:  # row 17 of this file has "abc" where a number belongs
         raise ValueError(f"file {file_id}, row 17: 'abc' is not a number")
     return file_id
+
+
+@app.task(alert_context=("account_id",))
+def archive_reports(account_id: int = 0) -> str:
+    return f"archived the reports of account {account_id}"

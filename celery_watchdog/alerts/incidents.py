@@ -268,8 +268,10 @@ class Alerter:
                     )
             elif end == "schedule":
                 entry = entries_ok.get(inc.subject.removeprefix("beat:"))  # or "silence:<name>"
-                if entry is None or entry.get("health") in ("ok", "late"):
-                    why = "it runs on time again" if entry else "the entry is gone"
+                if entry is None:
+                    why = "the entry is gone"
+                elif entry.get("health") in ("ok", "late") and _ran_since(entry, inc.opened_at):
+                    why = "it runs on time again"
             elif end == "quarantine":
                 why = _released(released.get(inc.subject.removeprefix("fp:")))
             elif end == "failing":
@@ -345,6 +347,13 @@ def _failing_cleared(
     if failure_rules.failure_spike_resolved(runs, failed, history.get(inc.name, ())):
         return "its failure rate is back to normal"
     return None
+
+
+def _ran_since(entry: Mapping[str, Any], opened_at: float) -> bool:
+    """A missed run is over once the work ran again, not merely once beat sent it again."""
+    keys = ("last_started", "last_succeeded")
+    ran = [t for k in keys if isinstance(t := entry.get(k), (int, float))]
+    return bool(ran) and max(ran) > opened_at
 
 
 def _task_id_of(subject: str) -> str:

@@ -108,6 +108,10 @@ class Recorder:
                 self._buffer(handle)
         if self._thread is None:
             self._ensure_thread()
+        if error:
+            # A failure is written now, not within the flush interval: the next message this
+            # process takes may crash it (a native crash, the OOM killer) and take the buffer.
+            self._wake.set()
 
     def _tallied(self, name: str, started: float, ended: float) -> bool:
         """Count a short success (True), or let it be written in full (False). Under the lock."""
