@@ -13,10 +13,10 @@ from kombu import Queue
 
 from celery_watchdog import install
 from celery_watchdog.monitor.check import run_pass
+from celery_watchdog.monitor.queues import read
 from celery_watchdog.recording import signals as ours
 from celery_watchdog.runtime import Watchdog
 from celery_watchdog.testing import capture_alerts
-from celery_watchdog.views.queues import queues_doc
 from tests.helpers import make_app, run_worker, wait_for
 
 pytestmark = pytest.mark.timeout(120)
@@ -37,7 +37,8 @@ def setup(redis_url: str, **conf: Any) -> tuple[Celery, Watchdog, dict[str, Any]
 
 
 def queue(wd: Watchdog, name: str) -> dict[str, Any]:
-    docs = queues_doc(wd.store(), wd)["active_queues"]
+    store = wd.store()
+    docs = read(wd, store, store.now(), store.workers.all())
     return next(d for d in docs if d["name"] == name)
 
 
@@ -134,3 +135,24 @@ def test_a_worker_whose_consumer_was_cancelled_is_reported_within_threshold_and_
             run_pass(wd, store)
         page = alerts.assert_sent(kind="queue_stalled")
         assert "3 waiting" in page.summary
+
+
+def test_queues_json_is_flowers_queue_lengths_shape_plus_health(redis_url: str) -> None:
+    import json
+
+    from tests.helpers import unique_prefix
+    from tests.test_cli import celery
+
+    _, _, tasks = setup(redis_url)
+    tasks["sleep"].apply_async((0,), queue="celery")
+    prefix = unique_prefix("wdq")
+    out = celery("queues", "--json", redis_url=redis_url, prefix=prefix)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    celery_queue = next(q for q in doc["active_queues"] if q["name"] == "celery")
+    assert celery_queue["messages"] >= 1 and celery_queue["health"] in ("ok", "stalled")
+    for key in ("oldest_age", "oldest_age_is_lower_bound", "reserved", "consumers",
+                "completed_per_min", "action", "affected"):  # fmt: skip
+        assert key in celery_queue
+    text = celery("queues", redis_url=redis_url, prefix=prefix).stdout
+    assert "QUEUE" in text and "celery" in text

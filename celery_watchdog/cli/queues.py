@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from ..model.humanize import NONE, ago, cut, duration, finite, printable, table
-from ..views.queues import queues_doc
+from ..monitor.queues import read
 from .base import WatchdogCommand, echo_json, json_option, open_session, watchdog
 
 
@@ -17,11 +17,13 @@ from .base import WatchdogCommand, echo_json, json_option, open_session, watchdo
 def queues(ctx: click.Context, as_json: bool) -> None:
     """Each queue: waiting, reserved, oldest waiting, consumers, completions, health."""
     session = open_session(ctx)
-    doc = queues_doc(session.store, session.wd)
+    now = session.store.now()
+    # Flower's /api/queues/length shape plus ours, read from the broker now.
+    docs = read(session.wd, session.store, now, session.store.workers.all())
     if as_json:
-        echo_json(finite(doc))
+        echo_json(finite({"active_queues": docs, "timestamp": now}))
         return
-    click.echo(queues_text(doc["active_queues"], doc["timestamp"]))
+    click.echo(queues_text(docs, now))
 
 
 def queues_text(docs: list[dict[str, Any]], now: float) -> str:
