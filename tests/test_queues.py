@@ -156,3 +156,17 @@ def test_queues_json_is_flowers_queue_lengths_shape_plus_health(redis_url: str) 
         assert key in celery_queue
     text = celery("queues", redis_url=redis_url, prefix=prefix).stdout
     assert "QUEUE" in text and "celery" in text
+
+
+def test_what_is_normal_for_this_hour_comes_from_the_weeks_before(redis_url: str) -> None:
+    _, wd, tasks = setup(redis_url, watchdog_queue_policies={"night": {"threshold": 1}})
+    store = wd.store()
+    now = store.now()
+    week = 7 * 86400
+    for back, age in ((1, 0.5), (2, 0.25), (3, 0.75)):  # recorded by passes in weeks before
+        store.queues.record_oldest({"night": age}, now - back * week)
+    tasks["sleep"].apply_async((0,), queue="night")
+    time.sleep(2.0)
+    doc = queue(wd, "night")
+    assert doc["normal_oldest_age"] == 0.5 and doc["health"] == "stalled"
+    assert "x its normal 500 ms at this hour" in doc["summary"]

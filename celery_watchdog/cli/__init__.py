@@ -4,7 +4,7 @@
 module adds its commands to the group when imported, which is all this file does.
 """
 
-from . import dlq, incidents, monitor, quarantine, queues, schedules  # noqa: F401  (importing them registers their commands)
+from . import dlq, incidents, monitor, quarantine, queues, report, schedules  # noqa: F401  (importing them registers their commands)
 from .base import watchdog
 
 __all__ = ["watchdog"]

@@ -38,13 +38,15 @@ def queues_text(docs: list[dict[str, Any]], now: float) -> str:
             else (">" if d["oldest_age_is_lower_bound"] else "") + (duration(oldest))
         )
         consumers = ", ".join(c["worker"].split("@", 1)[0] for c in d["consumers"]) or "none"
+        usual = d.get("normal_oldest_age")
         last = d["last_completed_age"]
         rows.append([
             cut(d["name"], 30), d["messages"], NONE if d["reserved"] is None else d["reserved"],
-            shown, cut(consumers, 30), d["completed_per_min"],
+            shown, NONE if usual is None else duration(usual), cut(consumers, 30),
+            d["completed_per_min"],
             NONE if last is None else ago(now - last, now), d["health"].upper()
             if d["kind"] else d["health"], cut(d["error"] or d["summary"], 70),
         ])  # fmt: skip
-    headers = ["QUEUE", "WAITING", "RESERVED", "OLDEST", "CONSUMERS", "DONE/MIN", "LAST DONE",
-               "HEALTH", "SUMMARY"]  # fmt: skip
+    headers = ["QUEUE", "WAITING", "RESERVED", "OLDEST", "NORMAL", "CONSUMERS", "DONE/MIN",
+               "LAST DONE", "HEALTH", "SUMMARY"]  # fmt: skip
     return printable(table(headers, rows))

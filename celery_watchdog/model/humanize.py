@@ -111,6 +111,24 @@ def cut(text: object, width: int) -> str:
     return line if len(line) <= width else line[: max(0, width - 1)] + "…"
 
 
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float | None]) -> str:
+    """A plain-text trend: one bar per value, scaled to the largest; "·" where none is known."""
+    known = [v for v in values if v is not None and math.isfinite(v) and v >= 0]
+    top = max(known, default=0.0)
+    out = []
+    for v in values:
+        if v is None or not math.isfinite(v) or v < 0:
+            out.append("·")
+        else:
+            out.append(
+                _BARS[min(len(_BARS) - 1, int(v / top * (len(_BARS) - 1)))] if top else _BARS[0]
+            )
+    return "".join(out)
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], gap: int = 2) -> str:
     """Left-aligned columns, each as wide as its widest cell; the last column is not padded."""
     cells = [

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..brokers import HeadMessage, QueueDepth, bound_queues, queue_names, read_app
 from ..model import queue_rules as rules
+from ..model.humanize import duration
 from ..model.records import Finding, Run, WorkerInfo
 from ..runtime import Watchdog
 from ..store import Store
@@ -40,6 +41,7 @@ def read(
     }
     first_seen = store.queues.first_seen(unstamped, now)
     done = store.queues.completions(names, now)
+    normal = store.queues.normal_oldest(names, now)
     docs = []
     for name in names:
         depth = depths[name]
@@ -52,8 +54,12 @@ def read(
             completed_per_min=completed / (WINDOW / 60), completed_recent=completed,
             window=WINDOW, last_completed_age=None if last_done is None else now - last_done,
         )  # fmt: skip
-        verdict = rules.judge(facts, policy)
+        verdict = rules.judge(facts, policy, normal.get(name))
         count, who = rules.who_waits(_contexts(wd, depth.oldest))
+        summary = rules.describe(facts, verdict, policy, who)
+        usual = normal.get(name)
+        if verdict.kind and usual and age:  # how far from normal, for this hour of the week
+            summary += f"; {age / max(usual, 1.0):.0f}x its normal {duration(usual)} at this hour"
         docs.append({
             "name": name, "messages": depth.messages, "reserved": depth.reserved,
             "oldest_age": age, "oldest_age_is_lower_bound": lower,
@@ -64,9 +70,10 @@ def read(
             "kind": verdict.kind, "cause": verdict.cause, "reason": verdict.reason,
             "severity_hint": verdict.severity_hint, "action": policy.action,
             "owner": policy.owner, "critical": policy.critical,
-            "threshold": rules.threshold_for(policy), "affected": count or None, "who": who,
-            "summary": rules.describe(facts, verdict, policy, who), "error": depth.error,
-            "cleared": rules.resolved(facts, policy),
+            "threshold": rules.threshold_for(policy, normal.get(name)),
+            "normal_oldest_age": normal.get(name), "affected": count or None, "who": who,
+            "summary": summary, "error": depth.error,
+            "cleared": rules.resolved(facts, policy, normal.get(name)),
         })  # fmt: skip
     return docs
 
@@ -75,6 +82,9 @@ def judge(wd: Watchdog, store: Store, now: float, workers: Sequence[WorkerInfo])
     """One finding per queue in trouble; the judgements are kept for ``status`` and incidents."""
     docs = read(wd, store, now, workers)
     store.queues.save({d["name"]: d for d in docs})
+    # What is normal at this hour of the week, for "3x normal" thresholds and "normally …".
+    store.queues.record_oldest({d["name"]: d["oldest_age"] or 0.0 for d in docs
+                                if not d["error"]}, now)  # fmt: skip
     return [_finding(d) for d in docs if d["kind"] and not d["error"]]
 
 

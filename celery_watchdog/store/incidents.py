@@ -47,6 +47,7 @@ class IncidentDoc:
     by: str = ""
     resolved_at: float | None = None
     resolution: str = ""
+    acked_at: float | None = None  # when a person first acknowledged it
     alert: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -73,6 +74,7 @@ class IncidentDoc:
             count=int(num("count") or 1), group=h.get("group") == "1",
             snooze_until=num("snooze_until"), note=h.get("note", ""), by=h.get("by", ""),
             resolved_at=num("resolved_at"), resolution=h.get("resolution", ""),
+            acked_at=num("acked_at"),
             alert=alert if isinstance(alert, dict) else {},
         )  # fmt: skip
 

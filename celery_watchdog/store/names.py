@@ -11,7 +11,8 @@ Keys ({p} = prefix; ``lua/flush.lua`` writes all but the budgets):
   {p}:gaveup              ZSET task name -> when a run of it last exhausted its retries
   {p}:failnames           ZSET task name -> its last failure or retry
   {p}:failctx:{name}      ZSET alert_context JSON of its failed runs -> when
-  {p}:wk:{name}:{week}    HASH "{hour of week}:n" runs, ":f" failures, per week
+  {p}:wk:{name}:{week}    HASH "{hour of week}:n" runs, ":f" failures, ":r" retries, per week
+  {p}:rwk:{name}:{week}   HASH reason bucket -> failures that week
 (``lua/flush.lua`` writes all of these; the name hash also holds ``streak``, ``ex:{reason}``
 and ``gaveup_at``/``gaveup_id``/``gaveup_retries``.)
 """
@@ -134,3 +135,47 @@ class Names(Keys):
             if n:
                 out[name].append((int(n), int(f or 0)))
         return out
+
+    # -- history, for the weekly report -----------------------------------------------------
+
+    def daily(
+        self, names: Sequence[str], now: float, days: int = 7
+    ) -> dict[str, list[dict[str, int]]]:
+        """Per name, per day (oldest first, the last is today so far): runs, failures, retries."""
+        first_hour = (int(now // 86400) - days + 1) * 24
+        hours = range(first_hour, int(now // 3600) + 1)
+        weeks = sorted({(h + 72) // 168 for h in hours})
+        pipe = self.r.pipeline(transaction=False)
+        for name in names:
+            for week in weeks:
+                pipe.hgetall(f"{self.p}:wk:{name}:{week}")
+        replies = pipe.execute() if names else []
+        out = {}
+        for i, name in enumerate(names):
+            by_week = dict(zip(weeks, replies[i * len(weeks) : (i + 1) * len(weeks)], strict=True))
+            days_out = [{"runs": 0, "failures": 0, "retries": 0} for _ in range(days)]
+            for h in hours:
+                doc = by_week[(h + 72) // 168]
+                day = days_out[(h - first_hour) // 24]
+                how = (h + 72) % 168
+                for key, field_ in (("runs", "n"), ("failures", "f"), ("retries", "r")):
+                    day[key] += int(doc.get(f"{how}:{field_}") or 0)
+            out[name] = days_out
+        return out
+
+    def reasons_by_week(
+        self, names: Sequence[str], now: float, weeks: int = 4
+    ) -> dict[str, list[dict[str, int]]]:
+        """Per name, failures per reason bucket in each of the last ``weeks`` weeks (this last)."""
+        this = (int(now // 3600) + 72) // 168
+        pipe = self.r.pipeline(transaction=False)
+        for name in names:
+            for week in range(this - weeks + 1, this + 1):
+                pipe.hgetall(f"{self.p}:rwk:{name}:{week}")
+        replies = pipe.execute() if names else []
+        return {
+            name: [
+                {k: int(v) for k, v in doc.items()} for doc in replies[i * weeks : (i + 1) * weeks]
+            ]
+            for i, name in enumerate(names)
+        }

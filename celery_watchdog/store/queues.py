@@ -9,6 +9,8 @@ Keys ({p} = prefix; ``lua/flush.lua`` writes the first three from the runs it re
                          monitor first saw it there (the age of a message without a publish
                          stamp, a lower bound); TTL 1 day
   {p}:queues             HASH queue -> JSON of its last judgement; TTL 1 day
+  {p}:qwk:{queue}:{week} HASH hour of week (0 = Monday 00:00 UTC) -> the oldest age seen in
+                         that hour (the largest, in seconds); TTL 36 days: what is normal
 """
 
 from __future__ import annotations
@@ -37,7 +39,53 @@ return out
 """
 
 
+_RECORD_OLDEST = """
+for i = 1, #KEYS do
+  local cur = tonumber(redis.call('HGET', KEYS[i], ARGV[2 * i - 1]) or '') or -1
+  if tonumber(ARGV[2 * i]) > cur then redis.call('HSET', KEYS[i], ARGV[2 * i - 1], ARGV[2 * i]) end
+  redis.call('EXPIRE', KEYS[i], 36 * 86400)
+end
+"""
+WEEK_HOURS = 168
+EPOCH_HOUR = 72  # 1970-01-01 00:00 UTC was a Thursday: hour 72 of its week
+
+
+def _week_and_hour(hour: int) -> tuple[int, int]:
+    hours = hour + EPOCH_HOUR
+    return hours // WEEK_HOURS, hours % WEEK_HOURS
+
+
 class Queues(Keys):
+    def record_oldest(self, ages: Mapping[str, float], now: float) -> None:
+        """Keep the largest oldest-message age of each queue in this hour of the week."""
+        ages = {q: a for q, a in ages.items() if a is not None and a >= 0}
+        if not ages:
+            return
+        week, how = _week_and_hour(int(now // 3600))
+        keys = [f"{self.p}:qwk:{q}:{week}" for q in ages]
+        args: list[str] = []
+        for age in ages.values():
+            args += [str(how), repr(round(age, 3))]
+        self.r.eval(_RECORD_OLDEST, len(keys), *keys, *args)
+
+    def normal_oldest(self, queues: Sequence[str], now: float, weeks: int = 4) -> dict[str, float]:
+        """What is normal for this hour of the week: the median of the oldest ages seen at this
+        hour and its neighbours in the ``weeks`` before (queues without history: absent)."""
+        hour = int(now // 3600)
+        asks = []
+        pipe = self.r.pipeline(transaction=False)
+        for queue in queues:
+            for back in range(1, weeks + 1):
+                for h in (hour - 1, hour, hour + 1):
+                    week, how = _week_and_hour(h - WEEK_HOURS * back)
+                    pipe.hget(f"{self.p}:qwk:{queue}:{week}", str(how))
+                    asks.append(queue)
+        samples: dict[str, list[float]] = {}
+        for queue, raw in zip(asks, pipe.execute() if asks else [], strict=True):
+            if raw is not None:
+                samples.setdefault(queue, []).append(float(raw))
+        return {q: sorted(v)[len(v) // 2] for q, v in samples.items()}
+
     def first_seen(self, heads: Mapping[str, str], now: float) -> dict[str, float]:
         """For each queue's head message (task id), when the monitor first saw it there."""
         if not heads:
@@ -86,3 +134,33 @@ class Queues(Keys):
             if isinstance(doc, dict):
                 out[queue] = doc
         return out
+
+    def oldest_by_day(
+        self, queues: Sequence[str], now: float, days: int = 21
+    ) -> dict[str, list[float | None]]:
+        """Per queue, the largest oldest-message age seen each day (oldest first; None: no pass
+        recorded that day)."""
+        first_hour = (int(now // 86400) - days + 1) * 24
+        hours = range(first_hour, int(now // 3600) + 1)
+        weeks = sorted({_week_and_hour(h)[0] for h in hours})
+        pipe = self.r.pipeline(transaction=False)
+        for queue in queues:
+            for week in weeks:
+                pipe.hgetall(f"{self.p}:qwk:{queue}:{week}")
+        replies = pipe.execute() if queues else []
+        out: dict[str, list[float | None]] = {}
+        for i, queue in enumerate(queues):
+            by_week = dict(zip(weeks, replies[i * len(weeks) : (i + 1) * len(weeks)], strict=True))
+            series: list[float | None] = [None] * days
+            for h in hours:
+                week, how = _week_and_hour(h)
+                raw = by_week[week].get(str(how))
+                if raw is not None:
+                    d = (h - first_hour) // 24
+                    series[d] = max(series[d] or 0.0, float(raw))
+            out[queue] = series
+        return out
+
+    def known(self) -> list[str]:
+        """Queues the last monitor pass judged."""
+        return sorted(self.r.hkeys(f"{self.p}:queues"))

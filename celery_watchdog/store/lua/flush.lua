@@ -35,7 +35,8 @@
 --   {p}:gaveup             ZSET  task name -> when a run of it last exhausted its retries
 --   {p}:failnames          ZSET  task name -> its last failure or retry (trimmed after 1 day)
 --   {p}:failctx:{name}     ZSET  alert_context JSON of failed runs -> when   TTL 1 day, capped
---   {p}:wk:{name}:{week}   HASH  "{hour of week}:n" runs, ":f" failures     TTL 36 days
+--   {p}:wk:{name}:{week}   HASH  "{hour of week}:n" runs, ":f" failures, ":r" retries TTL 36 d
+--   {p}:rwk:{name}:{week}  HASH  reason bucket -> failures that week          TTL 36 days
 --   {p}:fp:{fp}            HASH  one input's deterministic failures {name, label, reason,
 --                                error, at}                            TTL window (cfg.window)
 --   {p}:fp:{fp}:ids        SET   task ids it failed as (a producer re-sending it) TTL window
@@ -99,15 +100,23 @@ local function write_counts()
     local k5, k1h = p .. ':s5:' .. name .. ':' .. b5, p .. ':s1h:' .. name .. ':' .. b1h
     redis.call('HINCRBY', k5, outcome, n); redis.call('EXPIRE', k5, 3900)
     redis.call('HINCRBY', k1h, outcome, n); redis.call('EXPIRE', k1h, 90000)
+    local hours = tonumber(b1h) + 72  -- the epoch was a Thursday
+    local wk = p .. ':wk:' .. name .. ':' .. math.floor(hours / 168)
+    local how = hours % 168
     if outcome == 'succeeded' or outcome == 'failed' or outcome == 'lost' then
       -- Runs and failures per hour of the week (0 = Monday 00:00 UTC), a key per week: what
-      -- is normal for this hour, for the failure spike rule.
-      local hours = tonumber(b1h) + 72  -- the epoch was a Thursday
-      local wk = p .. ':wk:' .. name .. ':' .. math.floor(hours / 168)
-      local how = hours % 168
+      -- is normal for this hour (the failure spike rule), and the weekly report's trends.
       redis.call('HINCRBY', wk, how .. ':n', n)
       if outcome ~= 'succeeded' then redis.call('HINCRBY', wk, how .. ':f', n) end
       redis.call('EXPIRE', wk, 36 * 86400)
+    elseif outcome == 'retried' then
+      redis.call('HINCRBY', wk, how .. ':r', n)
+      redis.call('EXPIRE', wk, 36 * 86400)
+    elseif string.sub(outcome, 1, 2) == 'r:' then
+      -- Failures per reason per week: which reasons are new this week.
+      local rk = p .. ':rwk:' .. name .. ':' .. math.floor(hours / 168)
+      redis.call('HINCRBY', rk, string.sub(outcome, 3), n)
+      redis.call('EXPIRE', rk, 36 * 86400)
     end
   end
   for name, l in pairs(last) do

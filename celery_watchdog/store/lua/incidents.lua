@@ -135,6 +135,7 @@ local function set()
   if state == 'resolved' then return -1 end
   redis.call('HSET', ikey(id), 'state', ARGV[4], 'changed_at', ARGV[5],
              'snooze_until', ARGV[6], 'note', ARGV[7], 'by', ARGV[8])
+  if ARGV[4] == 'acknowledged' then redis.call('HSETNX', ikey(id), 'acked_at', ARGV[5]) end
   touch(id, redis.call('HGET', ikey(id), 'key'))
   return 1
 end
