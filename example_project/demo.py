@@ -140,12 +140,12 @@ def enqueue_mix(results: list[Any]) -> dict[str, str]:
     send(tasks.charge_card, account_id=42, amount=-5, card_token="tok_live_4242")
     for account_id in (7, 99):  # failing the same way three times in a row: one page
         send(tasks.charge_card, account_id=account_id, amount=-5, card_token="tok_live_9")
+    for account_id in (12, 15, 99):  # customers waiting on a queue nobody consumes
+        send(tasks.archive_reports, account_id=account_id)
     send(tasks.resize_image, image_id=1001)
     send(tasks.sync_vendor, account_id=42)
     send(tasks.reindex, account_id=42)
     send(tasks.crunch_numbers)
-    for account_id in (12, 15, 99):  # customers waiting on a queue nobody consumes
-        results.append(tasks.archive_reports.delay(account_id=account_id))
 
     def producer() -> None:  # re-sends the same bad file, as new tasks, every 2 seconds
         # A crash loop, stopped after max_deliveries. Sent once the quick tasks are done: a
