@@ -97,6 +97,12 @@ def test_the_watchdog_is_blind_after_three_intervals_without_a_pass() -> None:
     assert "ever completed" in (blindness({}, now=1, interval=10) or "")
 
 
+def test_a_long_pass_that_just_ended_is_proof_of_life() -> None:
+    # Started 40 s ago, took 35 s: it ended 5 s ago (blind only after 3 intervals of 10 s).
+    assert blindness({"at": "1000", "duration": "35"}, now=1040, interval=10) is None
+    assert blindness({"at": "1000", "duration": "nan"}, now=1040, interval=10) is not None
+
+
 class Conf:
     def __init__(self, acks_late: bool, reject: bool) -> None:
         self.task_acks_late = acks_late

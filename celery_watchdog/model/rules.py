@@ -239,6 +239,8 @@ def blindness(
     at = number(last_pass.get("at"))
     if at is None:
         return "no monitor pass has ever completed (is beat or `celery watchdog monitor` running?)"
+    # A pass is proof of life when it ends: a long one must not look stale the moment it is done.
+    at += max(0.0, number(last_pass.get("duration")) or 0.0)
     if now - max(at, since or at) > BLIND_AFTER * interval:
         return (
             f"no monitor pass for {duration(now - at)} (expected every {duration(interval)}): "

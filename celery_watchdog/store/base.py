@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,3 +39,27 @@ class Keys:
 
 def glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def save_docs(client: Any, key: str, docs: Mapping[str, Mapping[str, Any]], ttl: int) -> None:
+    """Replace the JSON documents kept in one hash (field -> document), with a TTL."""
+    if not docs:
+        return
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(key)
+    pipe.hset(key, mapping={k: json.dumps(d, default=str) for k, d in docs.items()})
+    pipe.expire(key, ttl)
+    pipe.execute()
+
+
+def load_docs(client: Any, key: str) -> dict[str, dict[str, Any]]:
+    """The JSON documents of one hash; a field that is not a JSON object is skipped."""
+    out = {}
+    for field, raw in client.hgetall(key).items():
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(doc, dict):
+            out[field] = doc
+    return out

@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .base import Keys
+from .base import Keys, load_docs, save_docs
 
 TTL = 30 * 86400
 
@@ -48,22 +48,7 @@ class Beat(Keys):
         return {e: float(s) if s else now for e, s in zip(entries, seen, strict=True)}
 
     def save(self, docs: Mapping[str, Mapping[str, Any]]) -> None:
-        if not docs:
-            return
-        key = f"{self.p}:beat:health"
-        pipe = self.r.pipeline(transaction=True)
-        pipe.delete(key)
-        pipe.hset(key, mapping={e: json.dumps(d, default=str) for e, d in docs.items()})
-        pipe.expire(key, 86400)
-        pipe.execute()
+        save_docs(self.r, f"{self.p}:beat:health", docs, 86400)
 
     def latest(self) -> dict[str, dict[str, Any]]:
-        out = {}
-        for entry, raw in self.r.hgetall(f"{self.p}:beat:health").items():
-            try:
-                doc = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(doc, dict):
-                out[entry] = doc
-        return out
+        return load_docs(self.r, f"{self.p}:beat:health")

@@ -15,11 +15,10 @@ Keys ({p} = prefix; ``lua/flush.lua`` writes the first three from the runs it re
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .base import Keys
+from .base import Keys, load_docs, save_docs
 
 _FIRST_SEEN = """
 local out = {}
@@ -114,26 +113,11 @@ class Queues(Keys):
         return out
 
     def save(self, docs: Mapping[str, Mapping[str, Any]]) -> None:
-        if not docs:
-            return
-        key = f"{self.p}:queues"
-        pipe = self.r.pipeline(transaction=True)
-        pipe.delete(key)
-        pipe.hset(key, mapping={q: json.dumps(d, default=str) for q, d in docs.items()})
-        pipe.expire(key, 86400)
-        pipe.execute()
+        save_docs(self.r, f"{self.p}:queues", docs, 86400)
 
     def latest(self) -> dict[str, dict[str, Any]]:
         """The last judgement of each queue (by the last monitor pass)."""
-        out = {}
-        for queue, raw in self.r.hgetall(f"{self.p}:queues").items():
-            try:
-                doc = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(doc, dict):
-                out[queue] = doc
-        return out
+        return load_docs(self.r, f"{self.p}:queues")
 
     def oldest_by_day(
         self, queues: Sequence[str], now: float, days: int = 21

@@ -278,7 +278,7 @@ local function apply(e)
                     last_progress = progress, step = e.step, step_started = at(e.step_age),
                     step_timeout = e.step_timeout, processed = e.processed, total = e.total,
                     details = e.details, stack = e.stack, stack_at = at(e.stack_age),
-                    cursor = e.cursor})
+                    cursor = e.cursor, retries = e.new and (e.retries or 0) or nil})
     if e.step == cjson.null then redis.call('HDEL', rk, 'step', 'step_started', 'step_timeout') end
     redis.call('EXPIRE', rk, cfg.running_ttl)
     -- The score is when this run next becomes suspect (the earliest of its deadlines, sent as
@@ -400,13 +400,19 @@ local function apply(e)
         local started = tonumber(lastrun[4] or redis.call('HGET', tk, 'started') or '')
         if started then runtime = ts - started end
       end
-      -- Another run of this id is still going (a redelivery, a duplicate): the task document
-      -- shows that one; this end only counts.
       -- A retry's end that arrives after a later attempt of the same id began describes
       -- the past: it counts, but the task document stays the later attempt's.
       local doc_retries = tonumber(redis.call('HGET', tk, 'retries') or '') or 0
       local stale = e.pid ~= '*' and (tonumber(e.retries) or 0) < doc_retries
-      if redis.call('SCARD', p .. ':runs:' .. e.id) == 0 and not stale then
+      -- Another run of this id still going (a redelivery, a duplicate) keeps the task document
+      -- its own: this end only counts. A run of an earlier attempt of a retry chain does not:
+      -- its end is late, the chain moved on.
+      local others = 0
+      for _, rk in ipairs(redis.call('SMEMBERS', p .. ':runs:' .. e.id)) do
+        local rr = tonumber(redis.call('HGET', p .. ':run:' .. rk, 'retries') or '') or 0
+        if rr >= (tonumber(e.retries) or 0) then others = others + 1 end
+      end
+      if others == 0 and not stale then
         if e.outcome == 'lost' or e.outcome == 'revoked' then
           -- The monitor has yet to decide (requeue, dead-letter): it reads the original
           -- message, then deletes it. Kept a day at most, whoever never decides.
