@@ -170,3 +170,31 @@ def test_what_is_normal_for_this_hour_comes_from_the_weeks_before(redis_url: str
     doc = queue(wd, "night")
     assert doc["normal_oldest_age"] == 0.5 and doc["health"] == "stalled"
     assert "x its normal 500 ms at this hour" in doc["summary"]
+
+
+def test_on_rabbitmq_the_oldest_age_comes_from_the_producers_publish_records(
+    redis_url: str, rabbitmq_url: str
+) -> None:
+    import uuid
+
+    from kombu import Connection
+
+    name = f"wd-rabbit-{uuid.uuid4().hex[:8]}"
+    _, wd, tasks = setup(redis_url, broker_url=rabbitmq_url, result_backend=None)
+    try:
+        first = time.time()
+        for _ in range(3):
+            tasks["sleep"].apply_async((0,), queue=name)
+        time.sleep(2.0)
+        doc = queue(wd, name)
+        assert doc["messages"] == 3 and doc["consumers"] == []
+        assert abs(doc["oldest_age"] - (time.time() - first)) <= 2.0
+        assert not doc["oldest_age_is_lower_bound"]
+        with Connection(rabbitmq_url) as conn:  # a consumer takes the oldest
+            conn.default_channel.basic_get(name, no_ack=True)
+            assert queue(wd, name)["messages"] == 2
+            conn.default_channel.queue_purge(name)
+        assert queue(wd, name)["oldest_age"] is None
+    finally:
+        with Connection(rabbitmq_url) as conn:
+            conn.default_channel.queue_delete(name)

@@ -55,6 +55,18 @@ class Sent(TypedDict):
     name: str
 
 
+class Published(TypedDict):
+    """A producer published a message to a broker whose waiting messages cannot be read."""
+
+    kind: Literal["pub"]
+    id: str
+    queue: str
+
+
+def published(task_id: str, queue: str) -> Published:
+    return {"kind": "pub", "id": task_id, "queue": queue}
+
+
 def sent(task_id: str, name: str) -> Sent:
     return {"kind": "sent", "id": task_id, "name": name}
 

@@ -30,9 +30,10 @@ def read(
 ) -> list[dict[str, Any]]:
     """Every queue's facts, verdict and summary (what ``queues`` shows and the monitor judges)."""
     online = [w for w in workers if w.online]
-    names = sorted(
-        {*queue_names(wd.app), *bound_queues(wd.app), *(q for w in online for q in w.queues)}
-    )
+    names = sorted({
+        *queue_names(wd.app), *bound_queues(wd.app), *store.queues.published_queues(),
+        *(q for w in online for q in w.queues),
+    })  # fmt: skip
     depths = read_app(wd.app, names, management_url=wd.settings.broker_api)
     unstamped = {
         q: d.head.task_id
@@ -40,6 +41,10 @@ def read(
         if d.head is not None and d.head.published_at is None and d.head.task_id
     }
     first_seen = store.queues.first_seen(unstamped, now)
+    # A broker whose waiting messages cannot be read (RabbitMQ): the producers' publish records.
+    unread = {q: d.messages for q, d in depths.items()
+              if d.head is None and d.oldest_age_api is None and not d.error}  # fmt: skip
+    published = store.queues.published_oldest(unread)
     done = store.queues.completions(names, now)
     normal = store.queues.normal_oldest(names, now)
     docs = []
@@ -48,6 +53,8 @@ def read(
         policy = wd.settings.queue_policies.get(name, rules.QueuePolicy())
         completed, last_done = done.get(name, (0, None))
         age, lower = _oldest_age(depth, first_seen.get(name), now)
+        if age is None and name in published:
+            age, lower = max(0.0, now - published[name]), False
         facts = rules.QueueFacts(
             name=name, messages=depth.messages, reserved=depth.reserved or 0, oldest_age=age,
             oldest_is_lower_bound=lower, consumers=_consumers(name, online, now),

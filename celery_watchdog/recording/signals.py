@@ -279,6 +279,10 @@ def on_task_revoked(
     )
 
 
+def _amqp(url: Any) -> bool:
+    return isinstance(url, str) and url.startswith(("amqp://", "amqps://", "pyamqp://"))
+
+
 def _main_hostname(wd: Any, sender: Any) -> str:
     hostname = getattr(getattr(sender, "request", None), "hostname", None)
     return hostname or wd.recorder.hostname or "unknown"
@@ -287,15 +291,32 @@ def _main_hostname(wd: Any, sender: Any) -> str:
 PUBLISHED_AT = "watchdog_published_at"  # brokers.HEADER: when a message was published
 
 
-def on_before_publish(sender: Any = None, headers: Any = None, **_: Any) -> None:
+def on_before_publish(
+    sender: Any = None, headers: Any = None, routing_key: Any = None, **_: Any
+) -> None:
     """Stamp when a message was published, for its queue's oldest age (memory only: a
     producer's web request never waits for Redis). A stamp already given is kept (a replay
-    drops the original's: see ``dlq.publish_original``)."""
+    drops the original's: see ``dlq.publish_original``). A broker whose waiting messages
+    cannot be read (RabbitMQ) gets a publish record instead, written behind."""
     if type(headers) is dict:
         if PUBLISHED_AT not in headers:
             headers[PUBLISHED_AT] = time()
         if headers.get("celery_beat_task"):  # beat's own process, sending a scheduled task
             _beat_sent(str(sender or headers.get("task") or ""), headers.get("id"))
+        if _recording_publishes:
+            _published(headers.get("id"), routing_key)
+
+
+# Runtimes whose broker keeps its messages out of sight (AMQP): their producers record each
+# publish (set by connect(); re-read when an app is installed).
+_recording_publishes: list[Watchdog] = []
+
+
+@_guarded
+def _published(task_id: Any, queue: Any) -> None:
+    if isinstance(task_id, str) and isinstance(queue, str) and queue:
+        for wd in _recording_publishes:
+            wd.recorder.add(events.published(task_id, queue))
 
 
 @_guarded
@@ -321,6 +342,9 @@ def connect(
     """
     global _connected, _for_app, _runtimes
     _for_app, _runtimes = for_app, runtimes
+    _recording_publishes[:] = [
+        wd for wd in runtimes() if wd is not None and _amqp(wd.app.conf.broker_url)
+    ]
     if _connected:
         return
     _connected = True

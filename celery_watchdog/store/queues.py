@@ -9,6 +9,9 @@ Keys ({p} = prefix; ``lua/flush.lua`` writes the first three from the runs it re
                          monitor first saw it there (the age of a message without a publish
                          stamp, a lower bound); TTL 1 day
   {p}:queues             HASH queue -> JSON of its last judgement; TTL 1 day
+  {p}:pub:{queue}        ZSET task id -> when published, for brokers whose waiting messages
+                         cannot be read (RabbitMQ; written by flush.lua); TTL 1 day, capped
+  {p}:pubqueues          SET  the queues with publish records; TTL 1 day
   {p}:qwk:{queue}:{week} HASH hour of week (0 = Monday 00:00 UTC) -> the oldest age seen in
                          that hour (the largest, in seconds); TTL 36 days: what is normal
 """
@@ -54,7 +57,40 @@ def _week_and_hour(hour: int) -> tuple[int, int]:
     return hours // WEEK_HOURS, hours % WEEK_HOURS
 
 
+# A queue is first in, first out: of the publishes recorded, the waiting messages are the
+# ``depth`` newest. Older records were consumed (or their consumer recorded nothing): drop them.
+_PUBLISHED_OLDEST = """
+local out = {}
+for i = 1, #KEYS do
+  local depth = tonumber(ARGV[i])
+  local n = redis.call('ZCARD', KEYS[i])
+  if depth <= 0 then
+    redis.call('DEL', KEYS[i])
+    out[i] = ''
+  else
+    if n > depth then redis.call('ZREMRANGEBYRANK', KEYS[i], 0, n - depth - 1) end
+    local head = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+    out[i] = head[2] or ''
+  end
+end
+return out
+"""
+
+
 class Queues(Keys):
+    def published_queues(self) -> list[str]:
+        """Queues producers recorded publishes to (RabbitMQ brokers): where messages went."""
+        return sorted(self.r.smembers(f"{self.p}:pubqueues"))
+
+    def published_oldest(self, depths: Mapping[str, int]) -> dict[str, float]:
+        """When the oldest waiting message of each queue was published, from the publish
+        records, given how many wait (queues without records: absent)."""
+        if not depths:
+            return {}
+        keys = [f"{self.p}:pub:{q}" for q in depths]
+        found = self.r.eval(_PUBLISHED_OLDEST, len(keys), *keys, *(int(d) for d in depths.values()))
+        return {q: float(v) for q, v in zip(depths, found, strict=True) if v}
+
     def record_oldest(self, ages: Mapping[str, float], now: float) -> None:
         """Keep the largest oldest-message age of each queue in this hour of the week."""
         ages = {q: a for q, a in ages.items() if a is not None and a >= 0}

@@ -28,6 +28,8 @@
 --   {p}:lost               ZSET  runkey -> ended-as-lost at; the monitor pops it (capped)
 --   {p}:lostinfo           HASH  runkey -> JSON facts of that lost run (removed with it)
 --   {p}:beat:sent          HASH  task name -> JSON {at, id} of beat's last dispatch TTL 30 days
+--   {p}:pub:{queue}        ZSET  task id -> when published (RabbitMQ brokers); TTL 1 day, capped
+--   {p}:pubqueues          SET   the queues those publishes went to              TTL 1 day
 --   {p}:nameq              HASH  task name -> the routing key its runs came from   TTL 7 days
 --   {p}:qc:{queue}:{b}     HASH  "done" -> runs from this queue that ended per 5 min TTL 65 min
 --   {p}:qlast              HASH  queue -> when a run from it last ended          TTL 7 days
@@ -258,6 +260,16 @@ local function apply(e)
     redis.call('EXPIRE', lk, 86400)
     redis.call('ZADD', p .. ':faulty', now, e.worker)
     redis.call('ZREMRANGEBYSCORE', p .. ':faulty', '-inf', now - 86400)
+  elseif e.kind == 'pub' then
+    -- A publish to a broker whose waiting messages cannot be read (RabbitMQ): the queue's
+    -- oldest age is read from these (see store/queues.py), capped, oldest dropped first.
+    local qk = p .. ':pub:' .. e.queue
+    redis.call('ZADD', qk, 'NX', at(e.age), e.id)
+    redis.call('EXPIRE', qk, 86400)
+    redis.call('SADD', p .. ':pubqueues', e.queue)
+    redis.call('EXPIRE', p .. ':pubqueues', 86400)
+    local over = redis.call('ZCARD', qk) - 100000
+    if over > 0 then redis.call('ZREMRANGEBYRANK', qk, 0, over - 1) end
   elseif e.kind == 'sent' then
     -- Beat sent a scheduled task (its own recorder): the dead-man's switch of its entries.
     redis.call('HSET', p .. ':beat:sent', e.name, cjson.encode({at = at(e.age), id = e.id}))
