@@ -116,8 +116,9 @@ def run_pass(wd: Watchdog, store: Store | None = None, limit: int = 1000) -> Pas
     report.failing += _safely(schedules.judge, "schedules", wd, store, now)
     alerter = Alerter(wd, store, now)
     opened = alerter.on_findings(report.findings + report.failing)
-    report.notices = opened + alerter.review(limit)
     report.duration = time.monotonic() - started
+    # Recorded before the review: the review resolves "nobody is watching", and a worker
+    # looking in between must already see this pass (or it would open that incident again).
     store.monitor.record_pass(
         {
             "at": now,
@@ -127,6 +128,7 @@ def run_pass(wd: Watchdog, store: Store | None = None, limit: int = 1000) -> Pas
             "host": socket.gethostname(),
         }
     )
+    report.notices = opened + alerter.review(limit)
     return report
 
 

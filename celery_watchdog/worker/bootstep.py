@@ -127,7 +127,13 @@ class Reporter:
 
         def alert() -> None:
             try:
-                Alerter(self.wd, self.wd.recorder.store, now).blind(reason, self.hostname)
+                store = self.wd.recorder.store
+                # Still blind? A pass may have ended since we looked: no stale alert.
+                interval = self.wd.settings.check_interval
+                outage = store.workers.evidence().outage
+                still = blindness(store.monitor.last_pass(), store.now(), interval, outage)
+                if still:
+                    Alerter(self.wd, store, now).blind(still, self.hostname)
             except Exception as exc:
                 logger.warning("celery_watchdog: could not alert that it is blind: %s", exc)
 
