@@ -147,12 +147,19 @@ def enqueue_mix(results: list[Any]) -> dict[str, str]:
     send(tasks.reindex, account_id=42)
     send(tasks.crunch_numbers)
 
+    # An emergency pause of one task type, for 20 s: its messages are held, then each runs once.
+    code, out = celery_cli(["watchdog", "pause", "example_project.tasks.send_invoice", "--for",
+                            "20s", "--note", "demo: invoicing on hold"])  # fmt: skip
+    say(f"[demo] {out.strip()}" if code == 0 else f"[demo] pause failed: {out.strip()}")
+
     def producer() -> None:  # re-sends the same bad file, as new tasks, every 2 seconds
         # A crash loop, stopped after max_deliveries. Sent once the quick tasks are done: a
         # child that dies takes the records it had not flushed yet (up to a second) with it.
         _sleep(3.0)
         if not (_stop_requested or _finished.is_set()):
             send(tasks.import_feed, feed_id=9)
+            for invoice_id in (501, 502):  # paused: held until the pause ends
+                send(tasks.send_invoice, invoice_id=invoice_id)
         for upload in range(1, 9):
             if _stop_requested or _finished.is_set():
                 return

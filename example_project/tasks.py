@@ -20,6 +20,8 @@
   parked in the dead-letter queue unrun.
 - ``charge_card``: failing on bad input three times in a row pages once (``failed``, "bad
   input"), with the accounts it hit.
+- ``send_invoice``: paused by the demo for 20 s (``celery watchdog pause``): its messages are
+  held, not run and not lost, and run once when the pause ends.
 - ``archive_reports``: sent by beat every few seconds to the queue "archive", which no worker
   consumes: the queue is *stalled* (no consumer) and the beat entry a *missed run* (sent, never
   started).
@@ -176,3 +178,8 @@ def import_csv(file_id: int, upload: int = 0) -> int:
 @app.task(alert_context=("account_id",))
 def archive_reports(account_id: int = 0) -> str:
     return f"archived the reports of account {account_id}"
+
+
+@app.task
+def send_invoice(invoice_id: int) -> str:
+    return f"invoice {invoice_id} sent"

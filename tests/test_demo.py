@@ -137,6 +137,9 @@ def test_demo_alerts_on_every_verdict_and_cleans_up(receiver: Receiver) -> None:
     assert re.search(r"example_project\.tasks\.import_feed +poison ", done.stdout), "not in dlq"
     assert re.search(r"^fp_[0-9a-f]{16} +example_project\.tasks\.import_csv", done.stdout,
                      flags=re.MULTILINE), "import_csv not in `quarantine list`"  # fmt: skip
+    # An emergency pause: the invoices are held (status says so), then run when it ends.
+    assert "PAUSED: task:example_project.tasks.send_invoice by " in done.stdout
+    assert re.search(r"PAUSED: task:example_project\.tasks\.send_invoice .* 2 held", done.stdout)
     # ... and the same alerts reached the --webhook URL given.
     posted = {json.loads(b)["kind"] for b in receiver.bodies("/demo-alerts")}
     assert posted >= {"stuck", "slow", "overtime", "lost", "duplicate", "watchdog_blind",

@@ -4,7 +4,16 @@
 module adds its commands to the group when imported, which is all this file does.
 """
 
-from . import dlq, incidents, monitor, quarantine, queues, report, schedules  # noqa: F401  (importing them registers their commands)
+from . import (  # noqa: F401  (importing them registers their commands)
+    dlq,
+    incidents,
+    monitor,
+    pauses,
+    quarantine,
+    queues,
+    report,
+    schedules,
+)  # fmt: skip
 from .base import watchdog
 
 __all__ = ["watchdog"]

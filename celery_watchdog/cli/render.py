@@ -247,6 +247,10 @@ def status_text(doc: Mapping[str, Any], now: float) -> str:
                 f"({ago(ch['last_error_at'], now)}; {ch['failed']} failed, "
                 f"{ch['delivered']} delivered)"
             )
+    for pz in doc.get("paused") or ():
+        until = f" until {timestamp(pz['until'])}" if pz.get("until") else ""
+        head += (f"\nPAUSED: {pz['target']} by {pz.get('by') or '?'}{until}, "
+                 f"{pz.get('held', 0)} held (celery watchdog resume)")  # fmt: skip
     for q in (doc.get("queues") or {}).values():
         if q.get("health") in ("backlog", "stalled"):
             head += f"\nQUEUE {q['health'].upper()}: {q.get('summary')}"

@@ -27,9 +27,16 @@ leaves the entry exactly as it was.
 from __future__ import annotations
 
 from .entry import DeadLetter, entries, export, get, make_entry, purge, resolve
-from .replay import REPLAY_HEADER, ReplayResult, publish_original, replay, replay_candidates
+from .replay import (
+    HELD_HEADER,
+    REPLAY_HEADER,
+    ReplayResult,
+    publish_original,
+    replay,
+    replay_candidates,
+)
 
 __all__ = [
-    "REPLAY_HEADER", "DeadLetter", "ReplayResult", "entries", "export", "get", "make_entry",
-    "publish_original", "purge", "replay", "replay_candidates", "resolve",
+    "HELD_HEADER", "REPLAY_HEADER", "DeadLetter", "ReplayResult", "entries", "export", "get",
+    "make_entry", "publish_original", "purge", "replay", "replay_candidates", "resolve",
 ]  # fmt: skip

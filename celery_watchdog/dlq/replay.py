@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 REPLAY_HEADER = "watchdog_replay_of"
 RESUME_HEADER = "watchdog_resume_from"  # the cursor the next attempt starts from (JSON text)
 PUBLISHED_AT = "watchdog_published_at"  # brokers.HEADER, stamped by the producer
+HELD_HEADER = "watchdog_held_by"  # a message a pause held, released: it runs, never held again
 
 
 @dataclass(frozen=True)

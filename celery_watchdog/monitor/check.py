@@ -22,7 +22,7 @@ from ..model.records import Finding, Run, Verdict
 from ..model.rules import blindness
 from ..runtime import Watchdog
 from ..store import Store
-from . import failures, quarantine, queues, schedules
+from . import failures, pauses, quarantine, queues, schedules
 from .handling import Handler
 
 logger = logging.getLogger("celery_watchdog")
@@ -114,6 +114,7 @@ def run_pass(wd: Watchdog, store: Store | None = None, limit: int = 1000) -> Pas
     report.failing = failures.judge(wd, store, now, limit)
     report.failing += _safely_queues(wd, store, now)
     report.failing += _safely(schedules.judge, "schedules", wd, store, now)
+    _safely(pauses.expire, "pauses", wd, store, now)
     alerter = Alerter(wd, store, now)
     opened = alerter.on_findings(report.findings + report.failing)
     report.duration = time.monotonic() - started

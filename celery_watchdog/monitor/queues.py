@@ -47,6 +47,7 @@ def read(
     published = store.queues.published_oldest(unread)
     done = store.queues.completions(names, now)
     normal = store.queues.normal_oldest(names, now)
+    paused = {t.removeprefix("queue:") for t in store.pauses.all() if t.startswith("queue:")}
     docs = []
     for name in names:
         depth = depths[name]
@@ -60,6 +61,7 @@ def read(
             oldest_is_lower_bound=lower, consumers=_consumers(name, online, now),
             completed_per_min=completed / (WINDOW / 60), completed_recent=completed,
             window=WINDOW, last_completed_age=None if last_done is None else now - last_done,
+            paused=name in paused,
         )  # fmt: skip
         verdict = rules.judge(facts, policy, normal.get(name))
         count, who = rules.who_waits(_contexts(wd, depth.oldest))

@@ -19,6 +19,8 @@ keys it owns listed at its top (the Lua scripts that write them are in ``lua/``)
                    parked until released
   store.queues     completions per queue, head    queues.py
                    first seen, last judgements
+  store.pauses     task names and queues paused,  pauses.py
+                   messages held, the audit
   store.beat       beat's dispatches, entries     beat.py
                    first seen, last judgements
   store.incidents  incidents                      incidents.py lua/incidents.lua
@@ -40,6 +42,7 @@ from .incidents import IncidentDoc, Incidents, Opening, new_incident_id
 from .messages import Messages
 from .monitor import MonitorKeys
 from .names import Names
+from .pauses import Pauses
 from .quarantine import Quarantine
 from .queues import Queues
 from .runs import NAMES_MAX, Limits, Runs, Written
@@ -62,6 +65,7 @@ class Store:
         self.quarantine = Quarantine(client, prefix)
         self.queues = Queues(client, prefix)
         self.beat = Beat(client, prefix)
+        self.pauses = Pauses(client, prefix)
         self.incidents = Incidents(client, prefix)
         self.channels = Channels(client, prefix)
 

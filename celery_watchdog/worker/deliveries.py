@@ -19,6 +19,7 @@ dead-letters it as ``poison`` and alerts once (:meth:`..monitor.handling.Handler
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -27,7 +28,7 @@ from celery import signals
 from celery.worker import state as worker_state
 
 from .. import faults, runtime
-from ..dlq.replay import REPLAY_HEADER
+from ..dlq.replay import HELD_HEADER, REPLAY_HEADER
 from ..model import events
 from ..model.fingerprint import fingerprint
 from ..store import RUNNING_TTL, Store, connect
@@ -50,6 +51,8 @@ class DeliveryGate:
         self._paused_until = 0.0
         self._quarantined: dict[str, dict[str, dict[str, Any]]] = {}  # name -> fp -> doc
         self.last_received: dict[str, float] = {}  # routing key -> monotonic time
+        self._paused: set[str] = set()  # "task:NAME" | "queue:Q"
+        self._pauses_version: str | None = None
         self._version: str | None = None
 
     def connect(self) -> None:
@@ -66,6 +69,13 @@ class DeliveryGate:
             # When this worker last took a message from each queue: a worker that stays alive
             # but stopped consuming (celery#8030) shows as a queue whose consumer went quiet.
             self.last_received[delivery.get("routing_key") or ""] = time.monotonic()
+            paused = self._paused
+            if paused:
+                queue = delivery.get("routing_key") or ""
+                target = f"task:{request.name}" if f"task:{request.name}" in paused else (
+                    f"queue:{queue}" if f"queue:{queue}" in paused else None)  # fmt: skip
+                if target and self._app_of(sender) and self.hold(request, sender, target):
+                    return
             names = self._quarantined
             if (
                 names
@@ -85,8 +95,41 @@ class DeliveryGate:
     def _app_of(self, sender: Any) -> bool:
         return getattr(sender, "app", self.wd.app) is self.wd.app
 
+    def hold(self, request: Any, consumer: Any, target: str) -> bool:
+        """A paused task name's (or queue's) message is kept aside and acknowledged unrun; its
+        result stays PENDING, and ``resume`` publishes it again under its own id. A message
+        that cannot be kept runs instead of being lost. False: it runs."""
+        if HELD_HEADER in (getattr(request, "request_dict", None) or {}):
+            return False  # released by a resume: it runs, even where the pause is not yet known
+        message = original_message(request)
+        if message is None or not message.get("body") or _ours(request.name):
+            return False
+        try:
+            # Still paused? (this worker learns of a resume at its next look; a message of a
+            # pause that just ended must run, not wait for a resume that already happened)
+            if not self.store.pauses.hold(target, request.id, message):
+                self._paused.discard(target)
+                return False
+        except Exception as exc:
+            self._pause(exc, f"cannot hold {request.id} for {target}; it runs")
+            return False
+        request.acknowledge()
+        # Celery's own mark for "skip this request": acknowledged above, never executed, no
+        # result written and no task_revoked sent (Request.revoked() returns True).
+        request._already_revoked = True
+        if target.startswith("queue:") and hasattr(consumer, "cancel_task_queue"):
+            with contextlib.suppress(Exception):  # this is the consumer's own thread
+                consumer.cancel_task_queue(target.removeprefix("queue:"))
+        logger.info("celery_watchdog: holding %s[%s] (%s is paused)", request.name, request.id,
+                    target)  # fmt: skip
+        return True
+
     def refresh(self) -> None:
-        """Reload the quarantined inputs when they changed (the reporter calls this)."""
+        """Reload pauses and quarantined inputs when they changed (the reporter calls this)."""
+        pauses = self.store.pauses.version()
+        if pauses != self._pauses_version:
+            self._paused = set(self.store.pauses.all())
+            self._pauses_version = pauses
         version = self.store.quarantine.version()
         if version == self._version:
             return
