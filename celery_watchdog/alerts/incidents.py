@@ -15,25 +15,22 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ..model import failure_rules
-from ..model.records import Finding, NameStats
+from ..model.records import Finding
 
 if TYPE_CHECKING:  # the runtime is above alerts; they are handed it
     from ..runtime import Watchdog
 
 from ..store import IncidentDoc, Opening, Store, new_incident_id
-from . import Alert, Incident, default_severity
+from . import Alert, Incident, default_severity, endings
 from .notify import Notice, send
 from .wording import FAILURE_KINDS, group_summary, next_step
 from .wording import summary as summary_of
 
 logger = logging.getLogger("celery_watchdog")
-RUN_KINDS = ("stuck", "slow", "overtime")  # resolved when their run ends
-QUEUE_KINDS = ("queue_backlog", "queue_stalled")  # resolved when the queue drains
 BLIND_KEY = "watchdog_blind|celery_watchdog.check|watchdog"
 SAMPLE = 50  # runs of a grouped incident looked at first, each pass
 
@@ -213,11 +210,11 @@ class Alerter:
         """How each incident ended, for those that did. The work decides, not a process:
         a dead-lettered run's incident stays open until its entry is replayed and the replay
         succeeded, or it is purged; a requeued run's until the new run succeeded."""
-        ends = {inc.id: _how_ended(inc) for inc in incidents}
+        ends = {inc.id: endings.how_ended(inc) for inc in incidents}
         runs = sorted({m for inc in incidents if ends[inc.id] == "run" for m in members[inc.id]})
         running = dict(zip(runs, self.store.runs.running_many(runs), strict=True))
         lettered = sorted({
-            _task_id_of(m)
+            endings.task_id_of(m)
             for inc in incidents if ends[inc.id] == "dead_letter" for m in members[inc.id]
         })  # fmt: skip
         entries = dict(zip(lettered, self.store.dlq.get_many(lettered, with_message=False),
@@ -249,7 +246,8 @@ class Alerter:
             if end == "blind":
                 why = "monitor passes are running again"
             elif end == "requeue":
-                why = _succeeded(self.store, str(inc.alert.get("requeued_as")), "requeued as")
+                new_id = str(inc.alert.get("requeued_as"))
+                why = endings.succeeded(self.store, new_id, "requeued as")
             elif end == "run":
                 if not any(running.get(m) for m in subjects):
                     n = len(subjects)
@@ -270,19 +268,22 @@ class Alerter:
                 entry = entries_ok.get(inc.subject.removeprefix("beat:"))  # or "silence:<name>"
                 if entry is None:
                     why = "the entry is gone"
-                elif entry.get("health") in ("ok", "late") and _ran_since(entry, inc.opened_at):
+                elif entry.get("health") in ("ok", "late") and endings.ran_since(
+                    entry, inc.opened_at
+                ):
                     why = "it runs on time again"
             elif end == "quarantine":
-                why = _released(released.get(inc.subject.removeprefix("fp:")))
+                why = endings.released(released.get(inc.subject.removeprefix("fp:")))
             elif end == "failing":
-                why = _failing_cleared(inc, failing, stats_all.get(inc.name), history, self.now)
+                stat = stats_all.get(inc.name)
+                why = endings.failing_cleared(inc, failing, stat, history, self.now)
             elif end == "duplicate":
                 copies = [sum(r.running for r in self.store.runs.of_task(m)) for m in subjects]
                 if all(n < 2 for n in copies):
                     why = "only one copy is running now"
             else:
-                ids = [_task_id_of(m) for m in subjects]
-                why = _dead_letter_cleared(
+                ids = [endings.task_id_of(m) for m in subjects]
+                why = endings.dead_letter_cleared(
                     self.store, inc, [entries.get(i) for i in ids], [gone.get(i) for i in ids],
                     stats.get(inc.name),
                 )  # fmt: skip
@@ -303,108 +304,6 @@ class Alerter:
                     capture_checkin(monitor_slug=slug, status="error")
                 except Exception as exc:
                     logger.warning("celery_watchdog: Sentry Crons check-in failed: %s", exc)
-
-
-def _how_ended(inc: IncidentDoc) -> str:
-    """What ends an incident: its run, a dead letter, a requeued run, or something else."""
-    action = inc.alert.get("action")
-    if inc.kind == "watchdog_blind":
-        return "blind"
-    if action == "requeued" and inc.alert.get("requeued_as"):
-        return "requeue"
-    if inc.kind == "duplicate":
-        return "duplicate"
-    if inc.kind in FAILURE_KINDS:
-        return "failing"
-    if action == "quarantined":
-        return "quarantine"
-    if inc.kind in QUEUE_KINDS:
-        return "queue"
-    if inc.kind == "missed_run":
-        return "schedule"
-    if inc.kind in RUN_KINDS and action != "dead_lettered":
-        return "run"
-    return "dead_letter"
-
-
-def _failing_cleared(
-    inc: IncidentDoc, failing: Mapping[str, int], stats: NameStats | None,
-    history: Mapping[str, Sequence[tuple[int, int]]], now: float,
-) -> str | None:  # fmt: skip
-    """A task name's failure incident ends when its condition has cleared, with hysteresis."""
-    hour = stats.last_hour if stats is not None else {}
-    if inc.kind == "failed":
-        # a success since it opened (the streak is back to 0)
-        if failure_rules.failed_resolved(failing.get(inc.name, 0)):
-            return f"{inc.name} succeeds again"
-        return None
-    if inc.kind == "retry_storm":
-        if failure_rules.retry_storm_resolved(hour.get("retried", 0), hour.get("succeeded", 0)):
-            return "the retries calmed down"
-        return None
-    runs = sum(hour.get(k, 0) for k in ("succeeded", "failed", "lost"))
-    failed = hour.get("failed", 0) + hour.get("lost", 0)
-    if failure_rules.failure_spike_resolved(runs, failed, history.get(inc.name, ())):
-        return "its failure rate is back to normal"
-    return None
-
-
-def _ran_since(entry: Mapping[str, Any], opened_at: float) -> bool:
-    """A missed run is over once the work ran again, not merely once beat sent it again."""
-    keys = ("last_started", "last_succeeded")
-    ran = [t for k in keys if isinstance(t := entry.get(k), (int, float))]
-    return bool(ran) and max(ran) > opened_at
-
-
-def _task_id_of(subject: str) -> str:
-    """The task id in an incident subject: a run key ``id|worker|slot`` or ``msg:<id>``."""
-    return subject.removeprefix("msg:").split("|", 1)[0]
-
-
-def _released(gone: Mapping[str, Any] | None) -> str | None:
-    """A quarantined input's incident ends when the input is let through again."""
-    if not gone:
-        return None
-    how = gone.get("how") or "released"
-    return f"{how} by {gone.get('by') or 'someone'}"
-
-
-def _succeeded(store: Store, task_id: str, how: str) -> str | None:
-    """``"requeued as 3f2a1b0c…, succeeded"`` once that task's run succeeded, else None."""
-    if any(run.state == "SUCCESS" for run in store.runs.of_task(task_id)):
-        return f"{how} {task_id[:8]}…, succeeded"
-    return None
-
-
-def _dead_letter_cleared(
-    store: Store, inc: IncidentDoc, entries: list[Any], gone: list[Any], stats: Any
-) -> str | None:
-    """A dead-lettered run: over once its entry was replayed and the replay succeeded, or the
-    entry was purged. A lost run left to the broker (no entry): once its task succeeds."""
-    if any(entries):
-        whys = [_replayed(store, e) if e else None for e in entries]
-        if all(whys):
-            return whys[0] if len(whys) == 1 else f"all {len(whys)} replayed and succeeded"
-        return None
-    marks = [g for g in gone if g]
-    if marks:
-        by = marks[0].get("by") or "someone"
-        return f"purged by {by}" if len(marks) == 1 else f"{len(marks)} purged by {by}"
-    last_success = getattr(stats, "last_success", None)
-    if last_success is not None and last_success > inc.opened_at:
-        return f"{inc.name} succeeds again"
-    return None
-
-
-def _replayed(store: Store, entry: dict[str, Any]) -> str | None:
-    if entry.get("state") != "replayed":
-        return None
-    audit = entry.get("audit") or []
-    last = next((a for a in reversed(audit) if a.get("action") == "replayed"), None)
-    new_id = (last or {}).get("new_task_id")
-    if not new_id:  # replayed before replays were recorded: nothing more to wait for
-        return "replayed from the dead-letter queue"
-    return _succeeded(store, str(new_id), "replayed as")
 
 
 def subject_of(finding: Finding) -> str:

@@ -112,7 +112,7 @@ def run_pass(wd: Watchdog, store: Store | None = None, limit: int = 1000) -> Pas
     report.findings += quarantine.new_findings(store, limit)
     report.findings += handler.settle_refused(limit)
     report.failing = failures.judge(wd, store, now, limit)
-    report.failing += _safely_queues(wd, store, now)
+    report.failing += _safely(queues.judge, "queues", wd, store, now)
     report.failing += _safely(schedules.judge, "schedules", wd, store, now)
     _safely(pauses.expire, "pauses", wd, store, now)
     alerter = Alerter(wd, store, now)
@@ -134,19 +134,12 @@ def run_pass(wd: Watchdog, store: Store | None = None, limit: int = 1000) -> Pas
 
 
 def _safely(judge: Any, what: str, wd: Watchdog, store: Store, now: float) -> list[Finding]:
+    """One part of the pass (queues, schedules, pauses): a broker it cannot read or a bug in
+    it is that part's own error, reported, never the whole pass's."""
     try:
         return list(judge(wd, store, now))
     except Exception as exc:
         faults.report(what, exc, f"cannot judge the {what}: {faults.describe(exc)}")
-        return []
-
-
-def _safely_queues(wd: Watchdog, store: Store, now: float) -> list[Finding]:
-    """Queue health; a broker it cannot read is the queues' own error, never the pass's."""
-    try:
-        return queues.judge(wd, store, now, store.workers.all())
-    except Exception as exc:
-        faults.report("queues", exc, f"cannot judge the queues: {faults.describe(exc)}")
         return []
 
 

@@ -87,9 +87,11 @@ def read(
     return docs
 
 
-def judge(wd: Watchdog, store: Store, now: float, workers: Sequence[WorkerInfo]) -> list[Finding]:
+def judge(
+    wd: Watchdog, store: Store, now: float, workers: Sequence[WorkerInfo] | None = None
+) -> list[Finding]:
     """One finding per queue in trouble; the judgements are kept for ``status`` and incidents."""
-    docs = read(wd, store, now, workers)
+    docs = read(wd, store, now, store.workers.all() if workers is None else workers)
     store.queues.save({d["name"]: d for d in docs})
     # What is normal at this hour of the week, for "3x normal" thresholds and "normally …".
     store.queues.record_oldest({d["name"]: d["oldest_age"] or 0.0 for d in docs
