@@ -231,6 +231,16 @@ def _optional_http_url(name: str, value: Any) -> str | None:
     return value
 
 
+def _optional_token(name: str, value: Any) -> str | None:
+    """A shared secret for the status server: None (off) or at least 16 printable characters."""
+    if value is None:
+        return None
+    ok = isinstance(value, str) and len(value) >= 16 and value.isprintable()
+    if not ok or value != value.strip():  # never echo a secret back, even a wrong one
+        raise ConfigError(name, "[redacted]", "None or a string of 16+ printable characters")
+    return value
+
+
 SEVERITIES = ("P1", "P2", "P3")
 
 
@@ -368,6 +378,15 @@ class Settings:
     broker_api: str | None = _spec(
         None, _optional_http_url,
         "RabbitMQ management API (http://user:pass@host:15672), as Flower's --broker_api.",
+    )  # fmt: skip
+    http_token: str | None = _spec(
+        None, _optional_token,
+        "The status server's operator token (Authorization: Bearer): every change needs it; "
+        "None: the server refuses every change.",
+    )  # fmt: skip
+    http_read_token: str | None = _spec(
+        None, _optional_token,
+        "If set, the status server's read endpoints need this token (or the operator's).",
     )  # fmt: skip
     alert_channels: tuple[str, ...] = _spec(
         ("log",), _channels, "Where alerts go (every severity not in watchdog_alert_routes)."
