@@ -71,6 +71,20 @@ def test_a_paused_task_name_is_held_and_each_message_runs_once_on_resume(env: En
     assert audit == [("resume", "bob"), ("pause", "alice")]
 
 
+def test_a_held_message_keeps_its_countdown_when_released(env: Env) -> None:
+    with run_worker(env.app, queues=["celery"]):
+        pauses.pause(env.wd, env.store, "task:p.work", by="alice", until=None)
+        time.sleep(0.6)
+        sent_at = time.time()
+        later = env.work.apply_async((6,), countdown=4)
+        wait_for(lambda: env.held("task:p.work") == 1, timeout=20, what="1 held")
+        assert pauses.resume(env.wd, env.store, "task:p.work", by="bob")["released"] == 1
+        time.sleep(max(0.0, sent_at + 2.5 - time.time()))
+        assert env.runs == []  # released as it was sent: not before its time
+        assert later.get(timeout=20) == 60
+    assert env.runs == [6] and time.time() - sent_at >= 3.5
+
+
 def test_a_pause_for_a_while_ends_on_the_next_pass_after_it(env: Env) -> None:
     with run_worker(env.app):
         until = env.store.now() + 1.0

@@ -172,7 +172,7 @@ def test_what_is_normal_for_this_hour_comes_from_the_weeks_before(redis_url: str
     assert "x its normal 500 ms at this hour" in doc["summary"]
 
 
-def test_on_rabbitmq_the_oldest_age_comes_from_the_producers_publish_records(
+def test_on_rabbitmq_the_oldest_age_and_who_waits_come_from_the_producers_publish_records(
     redis_url: str, rabbitmq_url: str
 ) -> None:
     import uuid
@@ -183,13 +183,16 @@ def test_on_rabbitmq_the_oldest_age_comes_from_the_producers_publish_records(
     _, wd, tasks = setup(redis_url, broker_url=rabbitmq_url, result_backend=None)
     try:
         first = time.time()
-        for _ in range(3):
-            tasks["sleep"].apply_async((0,), queue=name)
+        # Who waits: the accounts named by position or keyword, counted once each.
+        tasks["sleep"].apply_async((0, 11), queue=name)
+        tasks["sleep"].apply_async((0,), {"account_id": 12}, queue=name)
+        tasks["sleep"].apply_async((0,), {"account_id": 12}, queue=name)
         time.sleep(2.0)
         doc = queue(wd, name)
         assert doc["messages"] == 3 and doc["consumers"] == []
         assert abs(doc["oldest_age"] - (time.time() - first)) <= 2.0
         assert not doc["oldest_age_is_lower_bound"]
+        assert doc["affected"] == 2 and "account_id=11, 12" in doc["who"], doc["who"]
         with Connection(rabbitmq_url) as conn:  # a consumer takes the oldest
             conn.default_channel.basic_get(name, no_ack=True)
             assert queue(wd, name)["messages"] == 2

@@ -26,6 +26,11 @@ def queues(ctx: click.Context, as_json: bool) -> None:
     click.echo(queues_text(docs, now))
 
 
+def _done(per_min: float, normal_per_hour: float | None) -> str:
+    """Completions per minute now, and (in brackets) normally at this hour of the week."""
+    return f"{per_min:g}" + ("" if normal_per_hour is None else f" ({normal_per_hour / 60:.2g})")
+
+
 def queues_text(docs: list[dict[str, Any]], now: float) -> str:
     if not docs:
         return "No queues found (none declared, consumed or holding messages)."
@@ -43,7 +48,7 @@ def queues_text(docs: list[dict[str, Any]], now: float) -> str:
         rows.append([
             cut(d["name"], 30), d["messages"], NONE if d["reserved"] is None else d["reserved"],
             shown, NONE if usual is None else duration(usual), cut(consumers, 30),
-            d["completed_per_min"],
+            _done(d["completed_per_min"], d.get("normal_completed_per_hour")),
             NONE if last is None else ago(now - last, now), d["health"].upper()
             if d["kind"] else d["health"], cut(d["error"] or d["summary"], 70),
         ])  # fmt: skip

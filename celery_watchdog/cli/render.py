@@ -222,6 +222,18 @@ def _failure_pairs(
     return pairs
 
 
+def _normal_cell(normal: Mapping[str, Any] | None) -> str:
+    """``"40/h, 2% fail, p95 3s"``: a task name at this hour of the week, the weeks before."""
+    if not normal:
+        return NONE
+    parts = [f"{normal['runs_per_hour']:.0f}/h"]
+    if normal.get("failure_rate") is not None:
+        parts.append(f"{percent(1 - normal['failure_rate'])} ok")
+    if normal.get("runtime_p95") is not None:
+        parts.append(f"p95 {duration(normal['runtime_p95'])}")
+    return ", ".join(parts)
+
+
 def status_text(doc: Mapping[str, Any], now: float) -> str:
     workers = doc["workers"]
     head = f"Workers: {workers['online']} online, {workers['offline']} offline"
@@ -272,8 +284,9 @@ def status_text(doc: Mapping[str, Any], now: float) -> str:
         rows.append([
             cut(name, 44), s["running"], counts["ok"], counts["slow"], counts["stuck"],
             other or NONE, percent(s["success_rate_1h"]), percent(s["success_rate_24h"]),
-            duration(s["p95_runtime"]), ago(s["last_success"], now), cut(error, 60),
+            duration(s["p95_runtime"]), _normal_cell(s.get("normal")),
+            ago(s["last_success"], now), cut(error, 60),
         ])  # fmt: skip
     headers = ["TASK", "RUNNING", "OK", "SLOW", "STUCK", "OTHER", "SUCCESS 1H", "SUCCESS 24H",
-               "P95", "LAST SUCCESS", "LAST ERROR"]  # fmt: skip
+               "P95", "NORMAL THIS HOUR", "LAST SUCCESS", "LAST ERROR"]  # fmt: skip
     return printable(head + "\n\n" + table(headers, rows))

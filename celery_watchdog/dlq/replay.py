@@ -184,12 +184,15 @@ def publish_original(
     fallback_queue: str | None = None,
     decoded: tuple[list[Any], dict[str, Any], dict] | None = None,
     resume_from: str | None = None,
+    keep_schedule: bool = False,
 ) -> None:
     """Publish the task of an original message again, with its original arguments.
 
     Used by replay and by the monitor's requeue: a new id (the old one may sit in workers'
     revoked lists), the original args/kwargs, callbacks, errbacks, chain, serializer,
     priority, time limits and the publisher's own headers, plus ``marker=<old id>``.
+    ``keep_schedule`` keeps its ``eta`` and ``expires`` (a message held by a pause is released
+    as it was sent: a countdown still counts down, an expiry still applies).
     """
     args, kwargs, embed = decoded or _decode(app, message)
     headers = message.get("headers") or {}
@@ -218,6 +221,10 @@ def publish_original(
     for key, value in (("time_limit", hard), ("soft_time_limit", soft)):
         if value is not None:  # unset: the task's own limits apply, as they did originally
             options[key] = value
+    if keep_schedule:
+        for key in ("eta", "expires"):
+            if isinstance(headers.get(key), str):
+                options[key] = headers[key]
     if message.get("priority") is not None:
         options["priority"] = message["priority"]
     if queue:

@@ -10,7 +10,7 @@ sender's monotonic clock (the recorder fills it in), so hosts never compare thei
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
 Outcome = Literal["succeeded", "failed", "retried", "revoked", "lost"]
 
@@ -55,7 +55,7 @@ class Sent(TypedDict):
     name: str
 
 
-class Published(TypedDict):
+class _Published(TypedDict):
     """A producer published a message to a broker whose waiting messages cannot be read."""
 
     kind: Literal["pub"]
@@ -63,8 +63,15 @@ class Published(TypedDict):
     queue: str
 
 
-def published(task_id: str, queue: str) -> Published:
-    return {"kind": "pub", "id": task_id, "queue": queue}
+class Published(_Published, total=False):
+    context: dict[str, Any]  # its alert_context values (redacted when flushed)
+
+
+def published(task_id: str, queue: str, context: dict[str, Any] | None = None) -> Published:
+    event: Published = {"kind": "pub", "id": task_id, "queue": queue}
+    if context:
+        event["context"] = context
+    return event
 
 
 def sent(task_id: str, name: str) -> Sent:

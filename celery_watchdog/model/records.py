@@ -287,7 +287,8 @@ class NameStats:
 
 
 def _outcomes(counts: Mapping[str, int]) -> dict[str, int]:
-    return {k: n for k, n in counts.items() if not k.startswith("r:")}
+    # "r:{reason}" are failures by reason, "h{bucket}" the hour's runtime histogram.
+    return {k: n for k, n in counts.items() if not k.startswith(("r:", "h"))}
 
 
 def _reasons(counts: Mapping[str, int]) -> dict[str, int]:

@@ -47,7 +47,9 @@ def release(wd: Watchdog, store: Store, target: str, limit: int = 100_000) -> tu
             return released, ""
         task_id = str(message.get("id") or "")
         try:
-            dlq.publish_original(wd.app, task_id, message, new_id=task_id, marker=HELD_MARKER)
+            dlq.publish_original(
+                wd.app, task_id, message, new_id=task_id, marker=HELD_MARKER, keep_schedule=True
+            )
         except Exception as exc:
             store.pauses.put_back(target, message)
             faults.report("pauses", exc, f"cannot release {task_id}: {faults.describe(exc)}")

@@ -45,8 +45,10 @@ def read(
     unread = {q: d.messages for q, d in depths.items()
               if d.head is None and d.oldest_age_api is None and not d.error}  # fmt: skip
     published = store.queues.published_oldest(unread)
+    waiting_for = store.queues.published_contexts(sorted(unread))
     done = store.queues.completions(names, now)
     normal = store.queues.normal_oldest(names, now)
+    normal_done = store.queues.normal_completions(names, now)
     paused = {t.removeprefix("queue:") for t in store.pauses.all() if t.startswith("queue:")}
     docs = []
     for name in names:
@@ -64,7 +66,8 @@ def read(
             paused=name in paused,
         )  # fmt: skip
         verdict = rules.judge(facts, policy, normal.get(name))
-        count, who = rules.who_waits(_contexts(wd, depth.oldest))
+        contexts = waiting_for[name] if name in unread else _contexts(wd, depth.oldest)
+        count, who = rules.who_waits(contexts)
         summary = rules.describe(facts, verdict, policy, who)
         usual = normal.get(name)
         if verdict.kind and usual and age:  # how far from normal, for this hour of the week
@@ -80,7 +83,9 @@ def read(
             "severity_hint": verdict.severity_hint, "action": policy.action,
             "owner": policy.owner, "critical": policy.critical,
             "threshold": rules.threshold_for(policy, normal.get(name)),
-            "normal_oldest_age": normal.get(name), "affected": count or None, "who": who,
+            "normal_oldest_age": normal.get(name),
+            "normal_completed_per_hour": normal_done.get(name),
+            "affected": count or None, "who": who,
             "summary": summary, "error": depth.error,
             "cleared": rules.resolved(facts, policy, normal.get(name)),
         })  # fmt: skip

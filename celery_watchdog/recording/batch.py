@@ -88,6 +88,8 @@ class Batcher:
                 event[key] = text(value, storable.LIMITS.get(key))
         if event.get("stack") is not None:  # JSON read back whole: scrubbed, never cut
             event["stack"] = self.redactor.scrub(event["stack"])
+        if isinstance(event.get("context"), dict):  # a publish record's alert_context values
+            event["context"] = json.dumps(self.redactor.mapping(event["context"]))[:500]
         return event
 
     def end_event(self, h: RunHandle, now: float) -> dict[str, Any]:

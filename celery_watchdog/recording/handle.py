@@ -115,7 +115,7 @@ class RunHandle:
         }
         if self.policy.alert_context:  # who the run is for, shown in its alerts
             fields["context"] = json.dumps(
-                redactor.mapping(_named(self.policy.alert_context, args, kwargs, params))
+                redactor.mapping(named(self.policy.alert_context, args, kwargs, params))
             )
         return fields
 
@@ -195,7 +195,7 @@ def trim(event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def _named(names: tuple[str, ...], args: Any, kwargs: Any, params: list[str]) -> dict[str, Any]:
+def named(names: tuple[str, ...], args: Any, kwargs: Any, params: list[str]) -> dict[str, Any]:
     """The values of the named parameters, passed by keyword or by position."""
     by_name = dict(kwargs) if isinstance(kwargs, dict) else {}
     if isinstance(args, (list, tuple)):

@@ -28,7 +28,7 @@ from .. import faults
 from ..model import events
 from ..model.policy import TaskPolicy
 from . import failures
-from .handle import RunHandle
+from .handle import RunHandle, named
 from .recorder import Recorder
 
 if TYPE_CHECKING:  # the runtime is above this layer: connect() is handed its lookups
@@ -292,7 +292,7 @@ PUBLISHED_AT = "watchdog_published_at"  # brokers.HEADER: when a message was pub
 
 
 def on_before_publish(
-    sender: Any = None, headers: Any = None, routing_key: Any = None, **_: Any
+    sender: Any = None, headers: Any = None, routing_key: Any = None, body: Any = None, **_: Any
 ) -> None:
     """Stamp when a message was published, for its queue's oldest age (memory only: a
     producer's web request never waits for Redis). A stamp already given is kept (a replay
@@ -304,7 +304,7 @@ def on_before_publish(
         if headers.get("celery_beat_task"):  # beat's own process, sending a scheduled task
             _beat_sent(str(sender or headers.get("task") or ""), headers.get("id"))
         if _recording_publishes:
-            _published(headers.get("id"), routing_key)
+            _published(headers.get("id"), routing_key, sender, body)
 
 
 # Runtimes whose broker keeps its messages out of sight (AMQP): their producers record each
@@ -313,10 +313,23 @@ _recording_publishes: list[Watchdog] = []
 
 
 @_guarded
-def _published(task_id: Any, queue: Any) -> None:
+def _published(task_id: Any, queue: Any, name: Any, body: Any) -> None:
     if isinstance(task_id, str) and isinstance(queue, str) and queue:
         for wd in _recording_publishes:
-            wd.recorder.add(events.published(task_id, queue))
+            wd.recorder.add(events.published(task_id, queue, _waiting_for(wd, name, body)))
+
+
+def _waiting_for(wd: Watchdog, name: Any, body: Any) -> dict[str, Any] | None:
+    """Who a published message is for (its ``alert_context`` values, redacted when flushed):
+    on RabbitMQ the only way to count the accounts behind a queue's waiting messages."""
+    if not isinstance(name, str):
+        return None
+    task = wd.app.tasks.get(name)
+    wanted = wd.policy(task if task is not None else name).alert_context
+    if not wanted or not (isinstance(body, tuple) and len(body) == 3):  # protocol 2
+        return None
+    params = wd.recorder.batcher.param_names(task) if task is not None else []
+    return named(wanted, body[0], body[1], params) or None
 
 
 @_guarded

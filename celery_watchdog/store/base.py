@@ -10,6 +10,8 @@ from typing import Any
 import redis
 
 LUA = Path(__file__).resolve().parent / "lua"
+WEEK_HOURS = 168
+EPOCH_HOUR = 72  # 1970-01-01 00:00 UTC was a Thursday: hour 72 of its week (Monday = hour 0)
 RUNNING_TTL = 7 * 86400  # a run's keys outlive any sane task; the snapshot keeps them alive
 
 
@@ -22,6 +24,13 @@ def connect(url: str, timeout: float = 2.0) -> redis.Redis:
         health_check_interval=30,
         decode_responses=True,
     )
+
+
+def week_and_hour(hour: int) -> tuple[int, int]:
+    """The week (since the Monday before the epoch) and the hour of that week of an hour since
+    the epoch: how the per-hour-of-week keys ("what is normal at this hour") are named."""
+    hours = hour + EPOCH_HOUR
+    return hours // WEEK_HOURS, hours % WEEK_HOURS
 
 
 def lua(name: str) -> str:

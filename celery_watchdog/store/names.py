@@ -11,10 +11,12 @@ Keys ({p} = prefix; ``lua/flush.lua`` writes all but the budgets):
   {p}:gaveup              ZSET task name -> when a run of it last exhausted its retries
   {p}:failnames           ZSET task name -> its last failure or retry
   {p}:failctx:{name}      ZSET alert_context JSON of its failed runs -> when
-  {p}:wk:{name}:{week}    HASH "{hour of week}:n" runs, ":f" failures, ":r" retries, per week
+  {p}:hw:{name}:{week}    STRING a 12-byte cell per hour of the week: runs, failures, retries,
+                          runtime p95 (see :class:`HourCell`); expires 4 weeks after its week
   {p}:rwk:{name}:{week}   HASH reason bucket -> failures that week
 (``lua/flush.lua`` writes all of these; the name hash also holds ``streak``, ``ex:{reason}``
-and ``gaveup_at``/``gaveup_id``/``gaveup_retries``.)
+and ``gaveup_at``/``gaveup_id``/``gaveup_retries``; an hourly bucket also holds its runtimes
+by 10 %-wide bucket, ``h{b}``, from which flush.lua keeps the hour's p95 in its cell.)
 """
 
 from __future__ import annotations
@@ -23,8 +25,12 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ..model.normal import HourCell, NameNormal
 from ..model.records import NameStats
-from .base import Keys
+from .base import WEEK_HOURS, Keys, week_and_hour
+
+CELL = 12  # bytes per hour of the week in {p}:hw:{name}:{week} (see flush.lua)
+RAW = {"NEVER_DECODE": True}  # the cells are bytes; the client decodes text by default
 
 
 class Names(Keys):
@@ -121,20 +127,42 @@ class Names(Keys):
     ) -> dict[str, list[tuple[int, int]]]:
         """(runs, failures) of each name at these hours since the epoch, in the ``weeks``
         before: one sample per (week, hour), for what is normal at this hour of the week."""
+        cells = self._cells(names, hours, weeks)
+        return {name: [(c.runs, c.failures) for c in found if c.runs]
+                for name, found in cells.items()}  # fmt: skip
+
+    def normal(self, names: Sequence[str], now: float, weeks: int = 4) -> dict[str, NameNormal]:
+        """What is normal for each name at this hour of the week (and its neighbours), over the
+        ``weeks`` before: runs per hour, failure rate, runtime p95. No history: absent."""
+        hour = int(now // 3600)
+        cells = self._cells(names, (hour - 1, hour, hour + 1), weeks)
+        return {name: n for name, found in cells.items() if (n := NameNormal.of(found))}
+
+    def _cells(
+        self, names: Sequence[str], hours: Sequence[int], weeks: int
+    ) -> dict[str, list[HourCell]]:
         pipe = self.r.pipeline(transaction=False)
         asks = []
         for name in names:
             for hour in hours:
                 for back in range(1, weeks + 1):
-                    h = hour + 72 - 168 * back  # hours since Monday 00:00 before the epoch
-                    how = h % 168
-                    pipe.hmget(f"{self.p}:wk:{name}:{h // 168}", f"{how}:n", f"{how}:f")
+                    week, how = week_and_hour(hour - WEEK_HOURS * back)
+                    key = f"{self.p}:hw:{name}:{week}"
+                    pipe.execute_command("GETRANGE", key, how * CELL, how * CELL + CELL - 1, **RAW)
                     asks.append(name)
-        out: dict[str, list[tuple[int, int]]] = {name: [] for name in names}
-        for name, (n, f) in zip(asks, pipe.execute() if asks else [], strict=True):
-            if n:
-                out[name].append((int(n), int(f or 0)))
+        out: dict[str, list[HourCell]] = {name: [] for name in names}
+        for name, raw in zip(asks, pipe.execute() if asks else [], strict=True):
+            if raw and len(raw) == CELL:
+                out[name].append(HourCell.unpack(raw))
         return out
+
+    def _weeks(self, names: Sequence[str], weeks: Sequence[int]) -> list[bytes | None]:
+        """The whole cells string of each (name, week), name-major."""
+        pipe = self.r.pipeline(transaction=False)
+        for name in names:
+            for week in weeks:
+                pipe.execute_command("GET", f"{self.p}:hw:{name}:{week}", **RAW)
+        return list(pipe.execute()) if names and weeks else []
 
     # -- history, for the weekly report -----------------------------------------------------
 
@@ -144,22 +172,22 @@ class Names(Keys):
         """Per name, per day (oldest first, the last is today so far): runs, failures, retries."""
         first_hour = (int(now // 86400) - days + 1) * 24
         hours = range(first_hour, int(now // 3600) + 1)
-        weeks = sorted({(h + 72) // 168 for h in hours})
-        pipe = self.r.pipeline(transaction=False)
-        for name in names:
-            for week in weeks:
-                pipe.hgetall(f"{self.p}:wk:{name}:{week}")
-        replies = pipe.execute() if names else []
+        weeks = sorted({week_and_hour(h)[0] for h in hours})
+        replies = self._weeks(names, weeks)
         out = {}
         for i, name in enumerate(names):
             by_week = dict(zip(weeks, replies[i * len(weeks) : (i + 1) * len(weeks)], strict=True))
             days_out = [{"runs": 0, "failures": 0, "retries": 0} for _ in range(days)]
             for h in hours:
-                doc = by_week[(h + 72) // 168]
+                week, how = week_and_hour(h)
+                raw = by_week[week]
+                if not raw or len(raw) < (how + 1) * CELL:
+                    continue
+                cell = HourCell.unpack(raw[how * CELL : (how + 1) * CELL])
                 day = days_out[(h - first_hour) // 24]
-                how = (h + 72) % 168
-                for key, field_ in (("runs", "n"), ("failures", "f"), ("retries", "r")):
-                    day[key] += int(doc.get(f"{how}:{field_}") or 0)
+                day["runs"] += cell.runs
+                day["failures"] += cell.failures
+                day["retries"] += cell.retries
             out[name] = days_out
         return out
 
@@ -167,7 +195,7 @@ class Names(Keys):
         self, names: Sequence[str], now: float, weeks: int = 4
     ) -> dict[str, list[dict[str, int]]]:
         """Per name, failures per reason bucket in each of the last ``weeks`` weeks (this last)."""
-        this = (int(now // 3600) + 72) // 168
+        this = week_and_hour(int(now // 3600))[0]
         pipe = self.r.pipeline(transaction=False)
         for name in names:
             for week in range(this - weeks + 1, this + 1):

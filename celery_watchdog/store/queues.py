@@ -9,19 +9,22 @@ Keys ({p} = prefix; ``lua/flush.lua`` writes the first three from the runs it re
                          monitor first saw it there (the age of a message without a publish
                          stamp, a lower bound); TTL 1 day
   {p}:queues             HASH queue -> JSON of its last judgement; TTL 1 day
-  {p}:pub:{queue}        ZSET task id -> when published, for brokers whose waiting messages
-                         cannot be read (RabbitMQ; written by flush.lua); TTL 1 day, capped
+  {p}:pub:{queue}        ZSET task id (+ "\t" + its alert_context JSON) -> when published, for
+                         brokers whose waiting messages cannot be read (RabbitMQ; written by
+                         flush.lua); TTL 1 day, capped
   {p}:pubqueues          SET  the queues with publish records; TTL 1 day
   {p}:qwk:{queue}:{week} HASH hour of week (0 = Monday 00:00 UTC) -> the oldest age seen in
-                         that hour (the largest, in seconds); TTL 36 days: what is normal
+                         that hour (the largest, in seconds), and "{hour}:d" -> runs from the
+                         queue that ended in that hour (flush.lua); TTL 36 days: what is normal
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .base import Keys, load_docs, save_docs
+from .base import WEEK_HOURS, Keys, load_docs, save_docs, week_and_hour
 
 _FIRST_SEEN = """
 local out = {}
@@ -48,13 +51,6 @@ for i = 1, #KEYS do
   redis.call('EXPIRE', KEYS[i], 36 * 86400)
 end
 """
-WEEK_HOURS = 168
-EPOCH_HOUR = 72  # 1970-01-01 00:00 UTC was a Thursday: hour 72 of its week
-
-
-def _week_and_hour(hour: int) -> tuple[int, int]:
-    hours = hour + EPOCH_HOUR
-    return hours // WEEK_HOURS, hours % WEEK_HOURS
 
 
 # A queue is first in, first out: of the publishes recorded, the waiting messages are the
@@ -91,12 +87,34 @@ class Queues(Keys):
         found = self.r.eval(_PUBLISHED_OLDEST, len(keys), *keys, *(int(d) for d in depths.values()))
         return {q: float(v) for q, v in zip(depths, found, strict=True) if v}
 
+    def published_contexts(
+        self, queues: Sequence[str], limit: int = 200
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The ``alert_context`` values of the oldest ``limit`` waiting messages of each queue,
+        from the publish records (call after :meth:`published_oldest` trimmed them)."""
+        pipe = self.r.pipeline(transaction=False)
+        for queue in queues:
+            pipe.zrange(f"{self.p}:pub:{queue}", 0, limit - 1)
+        out: dict[str, list[dict[str, Any]]] = {}
+        for queue, members in zip(queues, pipe.execute() if queues else [], strict=True):
+            found = []
+            for member in members:
+                _, tab, raw = member.partition("\t")
+                try:
+                    doc = json.loads(raw) if tab else None
+                except ValueError:
+                    continue
+                if isinstance(doc, dict) and doc:
+                    found.append(doc)
+            out[queue] = found
+        return out
+
     def record_oldest(self, ages: Mapping[str, float], now: float) -> None:
         """Keep the largest oldest-message age of each queue in this hour of the week."""
         ages = {q: a for q, a in ages.items() if a is not None and a >= 0}
         if not ages:
             return
-        week, how = _week_and_hour(int(now // 3600))
+        week, how = week_and_hour(int(now // 3600))
         keys = [f"{self.p}:qwk:{q}:{week}" for q in ages]
         args: list[str] = []
         for age in ages.values():
@@ -106,14 +124,26 @@ class Queues(Keys):
     def normal_oldest(self, queues: Sequence[str], now: float, weeks: int = 4) -> dict[str, float]:
         """What is normal for this hour of the week: the median of the oldest ages seen at this
         hour and its neighbours in the ``weeks`` before (queues without history: absent)."""
+        return self._normal(queues, now, weeks, "")
+
+    def normal_completions(
+        self, queues: Sequence[str], now: float, weeks: int = 4
+    ) -> dict[str, float]:
+        """Runs from each queue that ended per hour, normally at this hour of the week (as
+        :meth:`normal_oldest`: a median over the weeks before; no history: absent)."""
+        return self._normal(queues, now, weeks, ":d")
+
+    def _normal(
+        self, queues: Sequence[str], now: float, weeks: int, suffix: str
+    ) -> dict[str, float]:
         hour = int(now // 3600)
         asks = []
         pipe = self.r.pipeline(transaction=False)
         for queue in queues:
             for back in range(1, weeks + 1):
                 for h in (hour - 1, hour, hour + 1):
-                    week, how = _week_and_hour(h - WEEK_HOURS * back)
-                    pipe.hget(f"{self.p}:qwk:{queue}:{week}", str(how))
+                    week, how = week_and_hour(h - WEEK_HOURS * back)
+                    pipe.hget(f"{self.p}:qwk:{queue}:{week}", f"{how}{suffix}")
                     asks.append(queue)
         samples: dict[str, list[float]] = {}
         for queue, raw in zip(asks, pipe.execute() if asks else [], strict=True):
@@ -162,7 +192,7 @@ class Queues(Keys):
         recorded that day)."""
         first_hour = (int(now // 86400) - days + 1) * 24
         hours = range(first_hour, int(now // 3600) + 1)
-        weeks = sorted({_week_and_hour(h)[0] for h in hours})
+        weeks = sorted({week_and_hour(h)[0] for h in hours})
         pipe = self.r.pipeline(transaction=False)
         for queue in queues:
             for week in weeks:
@@ -173,7 +203,7 @@ class Queues(Keys):
             by_week = dict(zip(weeks, replies[i * len(weeks) : (i + 1) * len(weeks)], strict=True))
             series: list[float | None] = [None] * days
             for h in hours:
-                week, how = _week_and_hour(h)
+                week, how = week_and_hour(h)
                 raw = by_week[week].get(str(how))
                 if raw is not None:
                     d = (h - first_hour) // 24

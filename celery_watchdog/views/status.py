@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..model.normal import NameNormal
 from ..model.policy import TaskPolicy
 from ..model.records import NameStats, number
 from ..model.rules import blindness
@@ -37,7 +38,11 @@ def watchdog_errors(store: Store, now: float) -> list[dict[str, Any]]:
 
 
 def _name_summary(
-    name: str, judged: Sequence[Judged], stats: NameStats | None, policy: TaskPolicy
+    name: str,
+    judged: Sequence[Judged],
+    stats: NameStats | None,
+    policy: TaskPolicy,
+    normal: NameNormal | None,
 ) -> dict[str, Any]:
     counts = dict.fromkeys(HEALTHS, 0)
     for j in judged:
@@ -54,6 +59,8 @@ def _name_summary(
         "top_reason": stats.top_reason, "reasons_1h": dict(stats.reasons_hour),
         "reasons_24h": dict(stats.reasons_day), "reason_examples": dict(stats.examples),
         "failing_streak": stats.streak,
+        # What is normal at this hour of the week (the weeks before): runs, failures, p95.
+        "normal": normal.as_doc() if normal else None,
     }  # fmt: skip
 
 
@@ -84,6 +91,7 @@ def status_doc(store: Store, wd: Watchdog, *, now: float | None = None) -> dict[
     running = _judge_running(store, scene)
     names = sorted({*store.names.recent(), *(j.run.name for j in running)} - {""})
     stats = store.names.stats(names, scene.now)
+    normal = store.names.normal(names, scene.now)
     by_name: dict[str, list[Judged]] = {}
     for j in running:
         by_name.setdefault(j.run.name, []).append(j)
@@ -110,7 +118,9 @@ def status_doc(store: Store, wd: Watchdog, *, now: float | None = None) -> dict[
             for name, q in sorted(store.queues.latest().items())
         },
         "tasks": {
-            name: _name_summary(name, by_name.get(name, ()), stats.get(name), scene.policy(name))
+            name: _name_summary(
+                name, by_name.get(name, ()), stats.get(name), scene.policy(name), normal.get(name)
+            )
             for name in names
         },
     }

@@ -28,7 +28,8 @@
 --   {p}:lost               ZSET  runkey -> ended-as-lost at; the monitor pops it (capped)
 --   {p}:lostinfo           HASH  runkey -> JSON facts of that lost run (removed with it)
 --   {p}:beat:sent          HASH  task name -> JSON {at, id} of beat's last dispatch TTL 30 days
---   {p}:pub:{queue}        ZSET  task id -> when published (RabbitMQ brokers); TTL 1 day, capped
+--   {p}:pub:{queue}        ZSET  task id (+ "\t" + its alert_context JSON) -> when published
+--                                (RabbitMQ brokers); TTL 1 day, capped
 --   {p}:pubqueues          SET   the queues those publishes went to              TTL 1 day
 --   {p}:nameq              HASH  task name -> the routing key its runs came from   TTL 7 days
 --   {p}:qc:{queue}:{b}     HASH  "done" -> runs from this queue that ended per 5 min TTL 65 min
@@ -37,7 +38,11 @@
 --   {p}:gaveup             ZSET  task name -> when a run of it last exhausted its retries
 --   {p}:failnames          ZSET  task name -> its last failure or retry (trimmed after 1 day)
 --   {p}:failctx:{name}     ZSET  alert_context JSON of failed runs -> when   TTL 1 day, capped
---   {p}:wk:{name}:{week}   HASH  "{hour of week}:n" runs, ":f" failures, ":r" retries TTL 36 d
+--   {p}:s1h:...            (also: "h{b}" runtimes per bucket b, for the hour's p95)
+--   {p}:hw:{name}:{week}   STRING 168 cells (one per hour of the week, 0 = Monday 00:00 UTC)
+--                                of 12 bytes: runs u32, failures u24, retries u24, runtime
+--                                p95 bucket u16 (BITFIELD, saturating); kept 4 weeks past its own
+--   {p}:qwk:{queue}:{week} HASH  (also: "{hour of week}:d" runs from the queue that ended)
 --   {p}:rwk:{name}:{week}  HASH  reason bucket -> failures that week          TTL 36 days
 --   {p}:fp:{fp}            HASH  one input's deterministic failures {name, label, reason,
 --                                error, at}                            TTL window (cfg.window)
@@ -72,6 +77,19 @@ end
 -- Per-name statistics are summed over the batch and written once per key: the script's cost
 -- follows the number of task names in a batch, not the number of tasks.
 local counts, last, runtimes = {}, {}, {}  -- per task name, for this batch
+-- Runtimes per task name and hour in log buckets (10 % wide): each hour's p95, kept per hour of
+-- the week, is what "normal for this hour" compares a runtime with.
+local hist = {}  -- "name\0hour" -> {bucket -> runs}
+local LOG_STEP = math.log(1.1)
+local function timed(name, ts, runtime, weight)
+  local secs = tonumber(runtime)
+  if secs == nil or secs ~= secs or secs < 0 or secs > 1e9 then return end  -- NaN, < 0, absurd
+  local b = math.floor(math.log(secs * 1000 + 1) / LOG_STEP)
+  local key = name .. '\0' .. math.floor(ts / 3600)
+  local h = hist[key] or {}
+  h[b] = (h[b] or 0) + weight
+  hist[key] = h
+end
 local streaks = {}  -- per task name: {reset = a success came, add = failures after it}
 local queue_of = {}  -- per task name: the routing key of its runs in this batch
 local function streak(name, outcome)
@@ -93,6 +111,45 @@ local function count(name, outcome, ts, runtime, delta)
     local rts = runtimes[name] or {}
     rts[#rts + 1] = string.format('%.1f', runtime * 1000)
     runtimes[name] = rts
+    timed(name, ts, runtime, 1)
+  end
+end
+
+-- The week's cells of a task name, made whole at once (growing a string piece by piece would
+-- leave Redis twice the room), expiring 4 weeks after the week ends.
+local CELLS = 168 * 12
+local function week_cells(name, hours)
+  local week = math.floor(hours / 168)
+  local wk = p .. ':hw:' .. name .. ':' .. week
+  if redis.call('SET', wk, string.rep('\0', CELLS), 'NX') then
+    redis.call('EXPIREAT', wk, (week + 5) * WEEK - 72 * 3600 + 7200)
+  end
+  return wk
+end
+
+-- Each hour's runtime p95 bucket from its histogram (kept beside the hour's counts).
+local function write_runtimes()
+  for key, h in pairs(hist) do
+    local name, hour = string.match(key, '^(.*)%z(.*)$')
+    local k1h = p .. ':s1h:' .. name .. ':' .. hour
+    for b, c in pairs(h) do redis.call('HINCRBY', k1h, 'h' .. b, c) end
+    redis.call('EXPIRE', k1h, 90000)
+    local all, total = redis.call('HGETALL', k1h), 0
+    local buckets = {}
+    for i = 1, #all, 2 do
+      local b = tonumber(string.match(all[i], '^h(%d+)$'))
+      if b then buckets[#buckets + 1] = {b, tonumber(all[i + 1])}; total = total + buckets[#buckets][2] end
+    end
+    table.sort(buckets, function(x, y) return x[1] < y[1] end)
+    local want, seen, p95 = math.ceil(total * 0.95), 0, 0
+    for _, bc in ipairs(buckets) do
+      seen = seen + bc[2]
+      if seen >= want then p95 = bc[1]; break end
+    end
+    local hours = tonumber(hour) + 72
+    -- Stored as bucket + 1: 0 means no runtime recorded in that hour.
+    redis.call('BITFIELD', week_cells(name, hours), 'SET', 'u16', (hours % 168) * 96 + 80,
+               math.min(p95 + 1, 65535))
   end
 end
 
@@ -103,17 +160,18 @@ local function write_counts()
     redis.call('HINCRBY', k5, outcome, n); redis.call('EXPIRE', k5, 3900)
     redis.call('HINCRBY', k1h, outcome, n); redis.call('EXPIRE', k1h, 90000)
     local hours = tonumber(b1h) + 72  -- the epoch was a Thursday
-    local wk = p .. ':wk:' .. name .. ':' .. math.floor(hours / 168)
     local how = hours % 168
     if outcome == 'succeeded' or outcome == 'failed' or outcome == 'lost' then
-      -- Runs and failures per hour of the week (0 = Monday 00:00 UTC), a key per week: what
-      -- is normal for this hour (the failure spike rule), and the weekly report's trends.
-      redis.call('HINCRBY', wk, how .. ':n', n)
-      if outcome ~= 'succeeded' then redis.call('HINCRBY', wk, how .. ':f', n) end
-      redis.call('EXPIRE', wk, 36 * 86400)
+      -- Runs and failures per hour of the week, a key per week: what is normal for this
+      -- hour (the failure spike rule, status), and the weekly report's trends.
+      local wk = week_cells(name, hours)
+      redis.call('BITFIELD', wk, 'OVERFLOW', 'SAT', 'INCRBY', 'u32', how * 96, n)
+      if outcome ~= 'succeeded' then
+        redis.call('BITFIELD', wk, 'OVERFLOW', 'SAT', 'INCRBY', 'u24', how * 96 + 32, n)
+      end
     elseif outcome == 'retried' then
-      redis.call('HINCRBY', wk, how .. ':r', n)
-      redis.call('EXPIRE', wk, 36 * 86400)
+      redis.call('BITFIELD', week_cells(name, hours), 'OVERFLOW', 'SAT', 'INCRBY', 'u24',
+                 how * 96 + 56, n)
     elseif string.sub(outcome, 1, 2) == 'r:' then
       -- Failures per reason per week: which reasons are new this week.
       local rk = p .. ':rwk:' .. name .. ':' .. math.floor(hours / 168)
@@ -151,6 +209,9 @@ local function write_counts()
     local q, b5 = string.match(dk, '^(.*)%z(.*)$')
     local qk = p .. ':qc:' .. q .. ':' .. b5
     redis.call('HINCRBY', qk, 'done', n); redis.call('EXPIRE', qk, 3900)
+    local hours = math.floor(tonumber(b5) / 12) + 72  -- completions per hour of the week
+    local wk = p .. ':qwk:' .. q .. ':' .. math.floor(hours / 168)
+    redis.call('HINCRBY', wk, (hours % 168) .. ':d', n); redis.call('EXPIRE', wk, 36 * 86400)
   end
   for q, ts in pairs(done_at) do  -- when the last run ended, not when it was flushed
     local prev = tonumber(redis.call('HGET', p .. ':qlast', q) or '') or 0
@@ -245,7 +306,12 @@ local function apply(e)
     last[e.name] = l
     streak(e.name, 'succeeded')
     local rts = runtimes[e.name] or {}
-    for _, r in ipairs(e.runtimes) do rts[#rts + 1] = string.format('%.1f', r * 1000) end
+    -- The sample stands for all e.n runs in the hour's histogram.
+    local weight = math.max(1, math.floor(e.n / math.max(1, #e.runtimes) + 0.5))
+    for _, r in ipairs(e.runtimes) do
+      rts[#rts + 1] = string.format('%.1f', r * 1000)
+      timed(e.name, ts, r, weight)
+    end
     runtimes[e.name] = rts
     names_seen[e.name] = now
   elseif e.kind == 'faults' then
@@ -264,7 +330,10 @@ local function apply(e)
     -- A publish to a broker whose waiting messages cannot be read (RabbitMQ): the queue's
     -- oldest age is read from these (see store/queues.py), capped, oldest dropped first.
     local qk = p .. ':pub:' .. e.queue
-    redis.call('ZADD', qk, 'NX', at(e.age), e.id)
+    -- "{id}\t{alert_context JSON}" when the message says who it is for: who waits, counted.
+    local member = e.id
+    if given(e.context) and type(e.context) == 'string' then member = e.id .. '\t' .. e.context end
+    redis.call('ZADD', qk, 'NX', at(e.age), member)
     redis.call('EXPIRE', qk, 86400)
     redis.call('SADD', p .. ':pubqueues', e.queue)
     redis.call('EXPIRE', p .. ':pubqueues', 86400)
@@ -475,6 +544,7 @@ for i, e in ipairs(batch.events) do
 end
 
 write_counts()
+write_runtimes()
 for name, ts in pairs(names_seen) do redis.call('ZADD', p .. ':names', ts, name) end
 
 -- Bound memory whatever the throughput: finished runs by age and by count, names by count.
