@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..brokers import HeadMessage, QueueDepth, bound_queues, queue_names, read_app
@@ -25,78 +26,123 @@ from ..store import Store
 WINDOW = 600.0  # seconds of completions a verdict looks at (two 5-minute buckets)
 
 
+SAMPLE = 50  # oldest messages read per queue for who waits
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """What one read knows beyond each queue's depth: the store's facts for every queue."""
+
+    now: float
+    online: list[WorkerInfo]
+    first_seen: dict[str, float]
+    unread: dict[str, int]
+    published: dict[str, float]
+    waiting_for: dict[str, list[dict[str, Any]]]
+    done: dict[str, tuple[int, float | None]]
+    normal: dict[str, float]
+    normal_done: dict[str, float]
+    paused: set[str]
+
+
 def read(
-    wd: Watchdog, store: Store, now: float, workers: Sequence[WorkerInfo]
+    wd: Watchdog,
+    store: Store,
+    now: float,
+    workers: Sequence[WorkerInfo],
+    *,
+    sample_all: bool = True,
 ) -> list[dict[str, Any]]:
-    """Every queue's facts, verdict and summary (what ``queues`` shows and the monitor judges)."""
+    """Every queue's facts, verdict and summary (what ``queues`` shows and the monitor judges).
+
+    Who waits is read from the oldest :data:`SAMPLE` messages of each queue; with
+    ``sample_all=False`` (the monitor's pass) only of the queues past half their threshold,
+    in a second round: a pass over many healthy queues reads only their heads."""
     online = [w for w in workers if w.online]
     names = sorted({
         *queue_names(wd.app), *bound_queues(wd.app), *store.queues.published_queues(),
         *(q for w in online for q in w.queues),
     })  # fmt: skip
-    depths = read_app(wd.app, names, management_url=wd.settings.broker_api)
+    api = wd.settings.broker_api
+    depths = read_app(wd.app, names, management_url=api, sample=SAMPLE if sample_all else 1)
     unstamped = {
         q: d.head.task_id
         for q, d in depths.items()
         if d.head is not None and d.head.published_at is None and d.head.task_id
     }
-    first_seen = store.queues.first_seen(unstamped, now)
     # A broker whose waiting messages cannot be read (RabbitMQ): the producers' publish records.
     unread = {q: d.messages for q, d in depths.items()
               if d.head is None and d.oldest_age_api is None and not d.error}  # fmt: skip
-    published = store.queues.published_oldest(unread)
-    waiting_for = store.queues.published_contexts(sorted(unread))
-    done = store.queues.completions(names, now)
-    normal = store.queues.normal_oldest(names, now)
-    normal_done = store.queues.normal_completions(names, now)
-    paused = {t.removeprefix("queue:") for t in store.pauses.all() if t.startswith("queue:")}
-    docs = []
-    for name in names:
-        depth = depths[name]
-        policy = wd.settings.queue_policies.get(name, rules.QueuePolicy())
-        completed, last_done = done.get(name, (0, None))
-        age, lower = _oldest_age(depth, first_seen.get(name), now)
-        if age is None and name in published:
-            age, lower = max(0.0, now - published[name]), False
-        facts = rules.QueueFacts(
-            name=name, messages=depth.messages, reserved=depth.reserved or 0, oldest_age=age,
-            oldest_is_lower_bound=lower, consumers=_consumers(name, online, now),
-            completed_per_min=completed / (WINDOW / 60), completed_recent=completed,
-            window=WINDOW, last_completed_age=None if last_done is None else now - last_done,
-            paused=name in paused,
-        )  # fmt: skip
-        verdict = rules.judge(facts, policy, normal.get(name))
-        contexts = waiting_for[name] if name in unread else _contexts(wd, depth.oldest)
-        count, who = rules.who_waits(contexts)
-        summary = rules.describe(facts, verdict, policy, who)
-        usual = normal.get(name)
-        if verdict.kind and usual and age:  # how far from normal, for this hour of the week
-            summary += f"; {age / max(usual, 1.0):.0f}x its normal {duration(usual)} at this hour"
-        docs.append({
-            "name": name, "messages": depth.messages, "reserved": depth.reserved,
-            "oldest_age": age, "oldest_age_is_lower_bound": lower,
-            "consumers": [{"worker": c.worker, "last_received_age": c.last_received_age}
-                          for c in facts.consumers],
-            "completed_per_min": round(facts.completed_per_min, 2),
-            "last_completed_age": facts.last_completed_age, "health": verdict.health,
-            "kind": verdict.kind, "cause": verdict.cause, "reason": verdict.reason,
-            "severity_hint": verdict.severity_hint, "action": policy.action,
-            "owner": policy.owner, "critical": policy.critical,
-            "threshold": rules.threshold_for(policy, normal.get(name)),
-            "normal_oldest_age": normal.get(name),
-            "normal_completed_per_hour": normal_done.get(name),
-            "affected": count or None, "who": who,
-            "summary": summary, "error": depth.error,
-            "cleared": rules.resolved(facts, policy, normal.get(name)),
-        })  # fmt: skip
-    return docs
+    facts = _Pass(
+        now=now, online=online, first_seen=store.queues.first_seen(unstamped, now),
+        unread=unread, published=store.queues.published_oldest(unread),
+        waiting_for=store.queues.published_contexts(sorted(unread)),
+        done=store.queues.completions(names, now),
+        normal=store.queues.normal_oldest(names, now),
+        normal_done=store.queues.normal_completions(names, now),
+        paused={t.removeprefix("queue:") for t in store.pauses.all() if t.startswith("queue:")},
+    )  # fmt: skip
+    docs = {name: _doc(wd, name, depths[name], facts) for name in names}
+    if not sample_all:
+        near = [
+            name for name, d in docs.items()
+            if name not in unread and d["messages"] > 1 and d["oldest_age"] is not None
+            and d["oldest_age"] >= d["threshold"] / 2
+        ]  # fmt: skip
+        if near:
+            sampled = read_app(wd.app, near, management_url=api, sample=SAMPLE)
+            for name in near:
+                if not sampled[name].error:
+                    docs[name] = _doc(wd, name, sampled[name], facts)
+    return list(docs.values())
+
+
+def _doc(wd: Watchdog, name: str, depth: QueueDepth, f: _Pass) -> dict[str, Any]:
+    """One queue's document: its facts, verdict, who waits and summary."""
+    policy = wd.settings.queue_policies.get(name, rules.QueuePolicy())
+    completed, last_done = f.done.get(name, (0, None))
+    age, lower = _oldest_age(depth, f.first_seen.get(name), f.now)
+    if age is None and name in f.published:
+        age, lower = max(0.0, f.now - f.published[name]), False
+    facts = rules.QueueFacts(
+        name=name, messages=depth.messages, reserved=depth.reserved or 0, oldest_age=age,
+        oldest_is_lower_bound=lower, consumers=_consumers(name, f.online, f.now),
+        completed_per_min=completed / (WINDOW / 60), completed_recent=completed,
+        window=WINDOW, last_completed_age=None if last_done is None else f.now - last_done,
+        paused=name in f.paused,
+    )  # fmt: skip
+    usual = f.normal.get(name)
+    verdict = rules.judge(facts, policy, usual)
+    contexts = f.waiting_for.get(name, []) if name in f.unread else _contexts(wd, depth.oldest)
+    count, who = rules.who_waits(contexts)
+    summary = rules.describe(facts, verdict, policy, who)
+    if verdict.kind and usual and age:  # how far from normal, for this hour of the week
+        summary += f"; {age / max(usual, 1.0):.0f}x its normal {duration(usual)} at this hour"
+    return {
+        "name": name, "messages": depth.messages, "reserved": depth.reserved,
+        "oldest_age": age, "oldest_age_is_lower_bound": lower,
+        "consumers": [{"worker": c.worker, "last_received_age": c.last_received_age}
+                      for c in facts.consumers],
+        "completed_per_min": round(facts.completed_per_min, 2),
+        "last_completed_age": facts.last_completed_age, "health": verdict.health,
+        "kind": verdict.kind, "cause": verdict.cause, "reason": verdict.reason,
+        "severity_hint": verdict.severity_hint, "action": policy.action,
+        "owner": policy.owner, "critical": policy.critical,
+        "threshold": rules.threshold_for(policy, usual),
+        "normal_oldest_age": usual,
+        "normal_completed_per_hour": f.normal_done.get(name),
+        "affected": count or None, "who": who,
+        "summary": summary, "error": depth.error,
+        "cleared": rules.resolved(facts, policy, usual),
+    }  # fmt: skip
 
 
 def judge(
     wd: Watchdog, store: Store, now: float, workers: Sequence[WorkerInfo] | None = None
 ) -> list[Finding]:
     """One finding per queue in trouble; the judgements are kept for ``status`` and incidents."""
-    docs = read(wd, store, now, store.workers.all() if workers is None else workers)
+    workers = store.workers.all() if workers is None else workers
+    docs = read(wd, store, now, workers, sample_all=False)
     store.queues.save({d["name"]: d for d in docs})
     # What is normal at this hour of the week, for "3x normal" thresholds and "normally …".
     store.queues.record_oldest({d["name"]: d["oldest_age"] or 0.0 for d in docs

@@ -74,6 +74,7 @@ return out
 
 
 class Queues(Keys):
+    _normals: dict[tuple[str, int, int], dict[str, float | None]]
     def published_queues(self) -> list[str]:
         """Queues producers recorded publishes to (RabbitMQ brokers): where messages went."""
         return sorted(self.r.smembers(f"{self.p}:pubqueues"))
@@ -136,7 +137,21 @@ class Queues(Keys):
     def _normal(
         self, queues: Sequence[str], now: float, weeks: int, suffix: str
     ) -> dict[str, float]:
+        # The weeks before never change: read once per hour of this process, then remembered.
         hour = int(now // 3600)
+        key = (suffix, hour, weeks)
+        cache = self._normals = {k: v for k, v in getattr(self, "_normals", {}).items()
+                                 if k[1] == hour}  # fmt: skip
+        known = cache.setdefault(key, {})
+        missing = [q for q in queues if q not in known]
+        if missing:
+            known.update(dict.fromkeys(missing))
+            known.update(self._read_normal(missing, hour, weeks, suffix))
+        return {q: v for q in queues if (v := known[q]) is not None}
+
+    def _read_normal(
+        self, queues: Sequence[str], hour: int, weeks: int, suffix: str
+    ) -> dict[str, float]:
         asks = []
         pipe = self.r.pipeline(transaction=False)
         for queue in queues:
