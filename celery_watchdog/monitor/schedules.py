@@ -1,6 +1,7 @@
 """Scheduled work, each pass: every beat entry must be sent, started and finished on time.
 
-A dead-man's switch per entry of ``beat_schedule`` (:mod:`..model.schedules`): beat's own
+A dead-man's switch per beat entry (``beat_schedule``, RedBeat or django-celery-beat:
+:mod:`.beat_entries`; the rules: :mod:`..model.schedules`): beat's own
 process records each message it sends (its recorder, write-behind), workers record each run;
 a pass compares the entry's last due time with what happened: not sent (beat is down), sent
 but never started (no worker took it), started but never finished. Each is a ``missed_run``
@@ -16,14 +17,15 @@ from ..model import schedules as rules
 from ..model.records import Finding, Run
 from ..runtime import Watchdog
 from ..store import Store
+from . import beat_entries
 
 
 def read(wd: Watchdog, store: Store, now: float) -> list[dict[str, Any]]:
     """Every beat entry: its schedule, last dispatch, last run, next due and health."""
     # The watchdog's own check is watched by blindness (watchdog_blind), not here.
-    entries = {name: spec for name, spec in (wd.app.conf.beat_schedule or {}).items()
-               if isinstance(spec, dict) and spec.get("task")
-               and not str(spec["task"]).startswith("celery_watchdog.")}  # fmt: skip
+    found, _ = beat_entries.entries(wd.app)  # what could not be read is reported as a fault
+    entries = {name: spec for name, spec in found.items()
+               if not str(spec["task"]).startswith("celery_watchdog.")}  # fmt: skip
     if not entries:
         return []
     tasks = sorted({str(spec["task"]) for spec in entries.values()})
@@ -51,6 +53,7 @@ def read(wd: Watchdog, store: Store, now: float) -> list[dict[str, Any]]:
             "last_succeeded": succeeded, "next_due": verdict.next_due, "due_at": verdict.due_at,
             "health": verdict.health, "kind": verdict.kind, "what": verdict.what,
             "shared_task": sum(1 for s in entries.values() if s["task"] == task) > 1,
+            "source": spec.get("source", "beat_schedule"),
         })  # fmt: skip
     return docs
 
