@@ -8,6 +8,7 @@ import json
 import socket
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -21,6 +22,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from celery_watchdog.brokers import HEADER, amqp_queues, queue_names, redis_queues
+from tests.helpers import wait_for
 
 T0 = 1_700_000_000.125  # a publish stamp that survives JSON exactly
 
@@ -339,3 +341,47 @@ def test_queue_names_come_from_queues_routes_and_the_default_queue() -> None:
 
 def test_queue_names_of_a_bare_app_is_the_default_queue() -> None:
     assert queue_names(Celery("bare", set_as_current=False)) == ["celery"]
+
+
+MANAGEMENT_URL = "http://guest:guest@127.0.0.1:15672"
+
+
+@pytest.fixture
+def management(rabbitmq_url: str) -> str:
+    try:
+        with urllib.request.urlopen(
+            urllib.request.Request(
+                MANAGEMENT_URL.replace("guest:guest@", "") + "/api/overview",
+                headers={"Authorization": "Basic " + base64.b64encode(b"guest:guest").decode()},
+            ),
+            timeout=2,
+        ):
+            return MANAGEMENT_URL
+    except OSError as exc:
+        pytest.skip(f"RabbitMQ's management API is not reachable at 127.0.0.1:15672 ({exc}); "
+                    "enable it with: rabbitmq-plugins enable rabbitmq_management")  # fmt: skip
+
+
+@pytest.mark.rabbitmq
+def test_the_real_management_api_gives_the_head_age_of_timestamped_messages(
+    rabbitmq_url: str, management: str
+) -> None:
+    name = f"wd-mgmt-{uuid.uuid4().hex[:8]}"
+    with Connection(rabbitmq_url, transport_options={"confirm_publish": True}) as conn:
+        queue = Queue(name, channel=conn.default_channel, auto_delete=False)
+        queue.declare()
+        try:
+            producer = Producer(conn.default_channel)
+            # A producer without the watchdog that fills the AMQP timestamp property.
+            for i in range(3):
+                producer.publish({"n": i}, routing_key=name, timestamp=int(time.time()) - 30 + i)
+            # The management API refreshes its queue statistics every few seconds.
+            depth = wait_for(
+                lambda: (d := amqp_queues.read(rabbitmq_url, [name], management_url=management)[
+                    name]) and d.oldest_age_api is not None and d,
+                timeout=20, what="the head's age from the management API",
+            )  # fmt: skip
+            assert depth.error is None and depth.messages == 3 and depth.reserved == 0
+            assert 28 <= depth.oldest_age_api <= 40
+        finally:
+            queue.delete()
