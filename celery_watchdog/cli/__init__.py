@@ -12,7 +12,9 @@ from . import (  # noqa: F401  (importing them registers their commands)
     quarantine,
     queues,
     report,
+    revoke,
     schedules,
+    serve,
 )  # fmt: skip
 from .base import watchdog
 

@@ -13,11 +13,9 @@ Other command modules add their commands to :data:`watchdog` and open the runtim
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import json
-import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -29,11 +27,12 @@ from ..config import ConfigError
 from ..model import redis_errors
 from ..model.humanize import finite
 from ..model.masking import mask_url
+from ..operations import INVALID, Refused
+from ..operations.opening import open_runtime
 from ..runtime import Watchdog
 from ..store import Store
 from ..views import documents as views
 from ..views.status import status_doc
-from ..wiring import install
 from . import render
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -65,20 +64,6 @@ class Session:
     url: str  # masked: safe to print
 
 
-@contextlib.contextmanager
-def _quiet_signal_errors() -> Iterator[None]:
-    # Celery logs (with a traceback) and swallows errors raised by signal receivers. While the
-    # app imports and finalizes, our receivers may raise ConfigError for a bad task option;
-    # we report it ourselves, once and cleanly, via validate_tasks() below.
-    signal_logger = logging.getLogger("celery.utils.dispatch.signal")
-    was = signal_logger.disabled
-    signal_logger.disabled = True
-    try:
-        yield
-    finally:
-        signal_logger.disabled = was
-
-
 def open_session(ctx: click.Context) -> Session:
     """The watchdog runtime and a store for the app of ``celery -A``; cached per invocation."""
     root = ctx.find_root()
@@ -87,20 +72,16 @@ def open_session(ctx: click.Context) -> Session:
         return session
     app = ctx.obj.app
     try:
-        wd = install(app)
-        if wd is None:
-            raise WatchdogError(
-                "the watchdog is disabled for this app (watchdog_enabled=False)", EXIT_USAGE
-            )
-        with _quiet_signal_errors():
-            app.loader.import_default_modules()
-            app.finalize(auto=True)
-        wd.validate_tasks()
+        wd = open_runtime(app)
     except ConfigError as exc:
         hint = "" if app.main not in (None, "default") else " (did you pass -A proj?)"
         raise config_error(exc, hint) from exc
     except ImportError as exc:
         raise WatchdogError(f"cannot import the app's task modules: {exc}", EXIT_USAGE) from exc
+    if wd is None:
+        raise WatchdogError(
+            "the watchdog is disabled for this app (watchdog_enabled=False)", EXIT_USAGE
+        )
     assert wd.settings.redis_url is not None  # Watchdog() refuses to exist without one
     session = Session(wd, wd.store(), mask_url(wd.settings.redis_url))
     root.meta["celery_watchdog.session"] = session
@@ -120,6 +101,8 @@ class WatchdogCommand(CeleryCommand):
             return super().invoke(ctx)
         except views.TaskLookupError as exc:
             raise WatchdogError(exc.message) from exc
+        except Refused as exc:
+            raise WatchdogError(exc.message, EXIT_USAGE if exc.kind == INVALID else 1) from exc
         except ConfigError as exc:  # e.g. a task's options, resolved on first use
             raise config_error(exc) from exc
         except redis.RedisError as exc:
@@ -238,4 +221,3 @@ def workers(ctx: click.Context, as_json: bool) -> None:
     now = session.store.now()
     doc = views.workers_doc(session.store, now=now)
     echo_json(doc) if as_json else click.echo(render.workers_text(doc, now))
-

@@ -16,6 +16,7 @@ from celery.bin.base import CeleryOption
 
 from .. import dlq as deadletters
 from ..model.humanize import finite
+from ..operations.documents import dead_letter, dlq_doc
 from . import render_dlq
 from .base import (
     EXIT_USAGE,
@@ -55,11 +56,10 @@ def list_(ctx: click.Context, task: str | None, limit: int | None, as_json: bool
     """Dead-letter entries, newest first."""
     session = open_session(ctx)
     now = session.store.now()
-    found = deadletters.entries(session.store, task=task, with_message=False)
     if as_json:
-        shown = found[:limit]
-        echo_json({e.task_id: e.to_doc(session.wd.redactor) for e in shown})
+        echo_json(dlq_doc(session.wd, session.store, task=task, limit=limit))
     else:
+        found = deadletters.entries(session.store, task=task, with_message=False)
         rows = limit or HUMAN_ROWS
         redactor = session.wd.redactor
         shown = [e.scrubbed(redactor) for e in found[:rows]]
@@ -74,10 +74,7 @@ def show(ctx: click.Context, entry_id: str, as_json: bool) -> None:
     """One entry: why it was removed, where it was, its errors and its replays."""
     session = open_session(ctx)
     now = session.store.now()
-    task_id = deadletters.resolve(session.store, entry_id)
-    entry = deadletters.get(session.store, task_id)
-    if entry is None:  # expired between the lookup and the read
-        raise WatchdogError(f"dead-letter entry {task_id!r} is no longer stored")
+    entry = dead_letter(session.store, entry_id)
     redactor = session.wd.redactor
     doc = entry.to_doc(redactor)
     if as_json:

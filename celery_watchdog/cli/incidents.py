@@ -15,11 +15,10 @@ import click
 from celery.bin.base import CeleryOption
 
 from ..alerts import Alert, Channel, channel_from_url
-from ..alerts.incidents import Alerter
 from ..alerts.notify import router_of, send
-from ..model.humanize import finite, parse_duration, printable
-from ..model.ids import unique_id
-from ..store import IncidentDoc, Store
+from ..model.humanize import finite, printable
+from ..operations import incidents as incident_actions
+from ..views.incidents import SCAN, incidents_doc
 from . import render_incidents
 from .base import (
     EXIT_USAGE,
@@ -31,17 +30,6 @@ from .base import (
     watchdog,
     who,
 )
-
-
-def _find(store: Store, wanted: str) -> IncidentDoc:
-    wanted = wanted.strip()
-    if not wanted:
-        raise WatchdogError("an incident id (or a unique prefix of one) is required")
-    incident_id = unique_id(wanted, store.incidents.find(wanted), "incident")
-    incident = store.incidents.get(incident_id)
-    if incident is None:
-        raise WatchdogError(f"incident {incident_id} has expired")
-    return incident
 
 
 def _note_option(fn: Any) -> Any:
@@ -62,12 +50,12 @@ def incidents(ctx: click.Context, show_all: bool, as_json: bool) -> None:
     """Open incidents (acknowledged and snoozed too), most recent first."""
     session = open_session(ctx)
     now = session.store.now()
-    found = session.store.incidents.recent(1000)
-    shown = found if show_all else [i for i in found if i.active]
     if as_json:
-        echo_json(finite({"incidents": [i.as_dict() for i in shown], "timestamp": now}))
-    else:
-        click.echo(render_incidents.list_text(shown, now, show_all=show_all))
+        echo_json(incidents_doc(session.store, now, show_all=show_all))
+        return
+    found = session.store.incidents.recent(SCAN)
+    shown = found if show_all else [i for i in found if i.active]
+    click.echo(render_incidents.list_text(shown, now, show_all=show_all))
 
 
 @watchdog.command(cls=WatchdogCommand)
@@ -86,26 +74,15 @@ def ack(ctx: click.Context, incident_id: str, note: str) -> None:
 @click.pass_context
 def snooze(ctx: click.Context, incident_id: str, for_: str, note: str) -> None:
     """Pause an incident's reminders for DURATION (90s, 30m, 2h, 1d)."""
-    try:
-        seconds = parse_duration(for_)
-    except ValueError as exc:  # one line: the duration, and what is accepted
-        raise WatchdogError(f"cannot snooze: {exc}", EXIT_USAGE) from None
-    _set(ctx, incident_id, "snoozed", note=note, seconds=seconds)
+    _set(ctx, incident_id, "snoozed", note=note, for_=for_)
 
 
 def _set(
-    ctx: click.Context, incident_id: str, state: str, *, note: str, seconds: float | None = None
+    ctx: click.Context, incident_id: str, state: str, *, note: str, for_: str | None = None
 ) -> None:
     store = open_session(ctx).store
-    incident = _find(store, incident_id)
-    now = store.now()
-    until = None if seconds is None else now + seconds
-    done = store.incidents.set_state(incident.id, state, now, until=until, note=note, by=who())
-    if done == -1:
-        raise WatchdogError(f"incident {incident.id} is already resolved")
-    if done == 0:
-        raise WatchdogError(f"incident {incident.id} has expired")
-    click.echo(render_incidents.changed(incident, state, until, now))
+    done = incident_actions.change(store, incident_id, state, by=who(), note=note, for_=for_)
+    click.echo(render_incidents.changed(done.incident, state, done.until, done.now))
 
 
 @watchdog.command(cls=WatchdogCommand)
@@ -115,11 +92,9 @@ def _set(
 def resolve(ctx: click.Context, incident_id: str, note: str) -> None:
     """Close an incident by hand and say so through its channels."""
     session = open_session(ctx)
-    incident = _find(session.store, incident_id)
-    if not incident.active:
-        raise WatchdogError(f"incident {incident.id} is already resolved")
-    alerter = Alerter(session.wd, session.store, session.store.now())
-    notices = alerter.resolve_by_hand(incident, note, who())
+    incident, notices = incident_actions.resolve(
+        session.wd, session.store, incident_id, by=who(), note=note
+    )
     click.echo(printable(f"incident {incident.id} resolved"))
     for line in render_incidents.deliveries(notices):
         click.echo(line)

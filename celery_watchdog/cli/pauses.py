@@ -13,8 +13,10 @@ from typing import Any
 import click
 from celery.bin.base import CeleryOption
 
-from ..model.humanize import NONE, ago, cut, finite, parse_duration, printable, table
-from ..monitor import pauses
+from ..model.humanize import NONE, ago, cut, printable, table
+from ..operations import Refused
+from ..operations import pauses as pause_actions
+from ..views.pauses import pauses_doc
 from .base import (
     EXIT_USAGE,
     WatchdogCommand,
@@ -28,9 +30,10 @@ from .base import (
 
 
 def _target(name: str | None, queue: str | None) -> str:
-    if bool(name) == bool(queue):
-        raise WatchdogError("give a task name, or --queue Q (one of them)", exit_code=EXIT_USAGE)
-    return f"task:{name}" if name else f"queue:{queue}"
+    try:
+        return pause_actions.target(name, queue)
+    except Refused:  # the CLI's words: the queue is an option here
+        raise WatchdogError("give a task name, or --queue Q (one of them)", EXIT_USAGE) from None
 
 
 @watchdog.command(cls=WatchdogCommand)
@@ -53,13 +56,8 @@ def pause(ctx: click.Context, name: str | None, queue: str | None, for_: str | N
         _show(session.store, as_json)
         return
     target = _target(name, queue)
-    until = None
-    if for_:
-        try:
-            until = session.store.now() + parse_duration(for_)
-        except ValueError as exc:
-            raise WatchdogError(f"--for: {exc}", exit_code=EXIT_USAGE) from exc
-    pauses.pause(session.wd, session.store, target, by=who(), until=until, note=note)
+    until = pause_actions.pause(session.wd, session.store, target, by=who(), for_=for_,
+                                note=note)  # fmt: skip
     ends = f", until {ago(until, session.store.now())}" if until else ""
     click.echo(printable(f"Paused {target}{ends}. Workers apply it within a snapshot interval; "
                          "held messages run once on resume."))  # fmt: skip
@@ -73,9 +71,7 @@ def resume(ctx: click.Context, name: str | None, queue: str | None) -> None:
     """End a pause: held messages are published again, each once, oldest first."""
     session = open_session(ctx)
     target = _target(name, queue)
-    done = pauses.resume(session.wd, session.store, target, by=who())
-    if not done["resumed"] and not done["released"]:
-        raise WatchdogError(f"{target} is not paused")
+    done = pause_actions.resume(session.wd, session.store, target, by=who())
     text = f"Resumed {target}: {done['released']} held message(s) published again."
     if done["failed"]:
         text += f" Stopped at a failed publish ({done['failed']}): run resume again."
@@ -84,13 +80,11 @@ def resume(ctx: click.Context, name: str | None, queue: str | None) -> None:
 
 def _show(store: Any, as_json: bool) -> None:
     now = store.now()
-    paused = store.pauses.all()
-    held = store.pauses.held_counts(sorted(paused))
-    docs = [{**doc, "held": held.get(t, 0)} for t, doc in sorted(paused.items())]
-    log = store.pauses.log(20)
+    doc = pauses_doc(store, now)
     if as_json:
-        echo_json(finite({"paused": docs, "audit": log, "timestamp": now}))
+        echo_json(doc)
         return
+    docs, log = doc["paused"], doc["audit"]
     rows = [[cut(d["target"], 40), d.get("by") or NONE, ago(d.get("at"), now),
              ago(d["until"], now) if d.get("until") else "resume", d["held"],
              cut(d.get("note"), 40) or NONE] for d in docs]  # fmt: skip

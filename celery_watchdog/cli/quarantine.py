@@ -9,28 +9,19 @@ A fingerprint is addressed by a unique prefix, as with git hashes.
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
-from ..model.humanize import ago, cut, fields, finite, printable, table
-from ..model.ids import unique_id
+from ..model.humanize import ago, cut, fields, printable, table
+from ..operations.quarantine import release as release_input
+from ..views.quarantine import quarantine_doc, quarantined_doc
 from .base import (
     WatchdogCommand,
-    WatchdogError,
     echo_json,
     json_option,
     open_session,
     watchdog,
     who,
 )
-
-
-def _resolve(store: Any, wanted: str) -> str:
-    wanted = wanted.strip()
-    if not wanted:
-        raise WatchdogError("a fingerprint (or a unique prefix of one) is required")
-    return unique_id(wanted, store.quarantine.find(wanted), "quarantined input")
 
 
 @watchdog.group(name="quarantine", cls=click.Group)
@@ -45,10 +36,11 @@ def list_(ctx: click.Context, as_json: bool) -> None:
     """Quarantined inputs, newest first."""
     session = open_session(ctx)
     now = session.store.now()
-    found = list(session.store.quarantine.all().values())
+    doc = quarantine_doc(session.store, now)
     if as_json:
-        echo_json(finite({"quarantined": found, "timestamp": now}))
+        echo_json(doc)
         return
+    found = doc["quarantined"]
     if not found:
         click.echo("No quarantined inputs.")
         return
@@ -69,11 +61,9 @@ def show(ctx: click.Context, fingerprint: str, as_json: bool) -> None:
     """One quarantined input: what failed, how, and how many copies are parked."""
     session = open_session(ctx)
     now = session.store.now()
-    doc = session.store.quarantine.get(_resolve(session.store, fingerprint))
-    if doc is None:
-        raise WatchdogError(f"{fingerprint} is no longer quarantined")
+    doc = quarantined_doc(session.store, fingerprint)
     if as_json:
-        echo_json(finite(doc))
+        echo_json(doc)
         return
     app = ctx.obj.app.main or "proj"
     click.echo(printable(fields([
@@ -92,9 +82,6 @@ def show(ctx: click.Context, fingerprint: str, as_json: bool) -> None:
 def release(ctx: click.Context, fingerprint: str) -> None:
     """Let an input run again (parked copies stay in the dead-letter queue: replay them)."""
     session = open_session(ctx)
-    fp = _resolve(session.store, fingerprint)
-    done = session.store.quarantine.release([fp], who(), "released", session.store.now())
-    if not done:
-        raise WatchdogError(f"{fp} is no longer quarantined")
+    fp = release_input(session.store, fingerprint, by=who())
     click.echo(f"Released {fp}: new copies of this input run again; workers see it within a "
                "snapshot interval.")  # fmt: skip

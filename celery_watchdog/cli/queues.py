@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
-from ..model.humanize import NONE, ago, cut, duration, finite, printable, table
-from ..monitor.queues import read
+from ..model.humanize import NONE, ago, cut, duration, printable, table
+from ..operations.documents import queues_doc
 from .base import WatchdogCommand, echo_json, json_option, open_session, watchdog
 
 
@@ -19,10 +19,11 @@ def queues(ctx: click.Context, as_json: bool) -> None:
     session = open_session(ctx)
     now = session.store.now()
     # Flower's /api/queues/length shape plus ours, read from the broker now.
-    docs = read(session.wd, session.store, now, session.store.workers.all())
+    doc = queues_doc(session.wd, session.store, now)
     if as_json:
-        echo_json(finite({"active_queues": docs, "timestamp": now}))
+        echo_json(doc)
         return
+    docs = doc["active_queues"]
     click.echo(queues_text(docs, now))
 
 

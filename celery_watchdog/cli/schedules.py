@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from ..model.humanize import NONE, ago, cut, finite, printable, table
-from ..monitor.schedules import read, silences
+from ..model.humanize import NONE, ago, cut, printable, table
+from ..operations.documents import schedules_doc
 from .base import WatchdogCommand, echo_json, json_option, open_session, watchdog
 
 
@@ -19,11 +19,11 @@ def schedules(ctx: click.Context, as_json: bool) -> None:
     """Beat entries and max_silence tasks: last sent, last success, next due, health."""
     session = open_session(ctx)
     now = session.store.now()
-    docs = read(session.wd, session.store, now)
-    docs += list(silences(session.wd, session.store, now).values())
+    doc = schedules_doc(session.wd, session.store, now)
     if as_json:
-        echo_json(finite({"schedules": docs, "timestamp": now}))
+        echo_json(doc)
         return
+    docs = doc["schedules"]
     click.echo(schedules_text(docs, now))
 
 

@@ -18,7 +18,7 @@ Shapes (DESIGN §2):
 
 from __future__ import annotations
 
-import fnmatch
+import itertools
 from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,15 @@ from ..model import rules
 from ..model.ids import TaskLookupError, unique_id
 from ..model.policy import TaskPolicy
 from ..model.records import ActiveRequest, Run, Verdict, WorkerInfo
+from .flower_query import (
+    check_sort,
+    compile_search,
+    matches,
+    one_of,
+    received_at,
+    received_within,
+    sort_entries,
+)
 
 if TYPE_CHECKING:
     from ..runtime import Watchdog
@@ -153,49 +162,63 @@ def failure_of(run: Run) -> dict[str, Any] | None:
     }  # fmt: skip
 
 
-def _matches(value: str | None, wanted: str | None) -> bool:
-    """Exact, case-sensitive like Flower; a glob (``reports.*``) or comma list also works."""
-    if wanted is None or wanted in ("", "All"):
-        return True
-    return any(fnmatch.fnmatchcase(value or "", pattern.strip()) for pattern in wanted.split(","))
-
-
-def _one_of(value: str, wanted: str | None) -> bool:
-    if wanted is None or wanted in ("", "All"):
-        return True
-    return value.lower() in {w.strip().lower() for w in wanted.split(",")}
-
-
 def tasks_doc(
     store: Store, wd: Watchdog, *, state: str | None = None, taskname: str | None = None,
     workername: str | None = None, limit: int | None = None, health: str | None = None,
-    now: float | None = None,
+    now: float | None = None, offset: int = 0, sort_by: str | None = None,
+    received_start: float | None = None, received_end: float | None = None,
+    search: str | None = None,
 ) -> dict[str, dict[str, Any]]:  # fmt: skip
-    """Running runs (most overdue first), then recently finished ones (newest first)."""
+    """Running runs (most overdue first), then recently finished ones (newest first).
+
+    Flower's ``/api/tasks`` parameters: ``offset`` skips that many matches, ``sort_by`` (one
+    of :data:`SORT_KEYS`, ``-`` first for descending) replaces our order, ``received_start``
+    and ``received_end`` (epoch seconds) bound when a task was received, ``search`` is
+    Flower's query language (:mod:`.search`). A bad ``sort_by`` or ``search`` raises
+    ValueError before anything is read.
+    """
+    check_sort(sort_by)
+    matches_search = compile_search(search) if search else None
     scene = _Scene(store, wd, now)
     running = _judge_running(store, scene)
-    finished = [
-        scene.judge(run)
-        for run in store.runs.finished(limit=FINISHED_SCAN)
-        if run.task_id not in scene.copies  # it runs again now: its running entry tells more
-    ]
-    out: dict[str, dict[str, Any]] = {}
+    offset = max(offset, 0)
+    # Without a sort the first matches are the answer: stop once we have them; without a
+    # filter either, read no more finished runs than that (plus one per running run, as a
+    # finished run whose task runs again now is skipped: its running entry tells more).
+    enough = None if sort_by or limit is None else offset + limit
+    filtered = any((state, taskname, workername, health, search, received_start, received_end))
+    scan = FINISHED_SCAN if enough is None or filtered else enough + len(running)
+    finished = (
+        scene.judge(run)  # lazily: a page of 10 judges 10 runs
+        for run in store.runs.finished(limit=min(scan, FINISHED_SCAN))
+        if run.task_id not in scene.copies
+    )
+    entries: list[tuple[str, dict[str, Any]]] = []
     seen: Counter[str] = Counter()
-    for judged in [*running, *finished]:
+    for judged in itertools.chain(running, finished):
         run = judged.run
         if not (
-            _one_of(run.state, state)
-            and _matches(run.name, taskname)
-            and _matches(run.worker, workername)
-            and _one_of(judged.verdict.health, health)
+            one_of(run.state, state)
+            and matches(run.name, taskname)
+            and matches(run.worker, workername)
+            and one_of(judged.verdict.health, health)
+            and received_within(
+                received_at(run.received, run.started), received_start, received_end
+            )
         ):
+            continue
+        doc = flower_task(judged, scene.now)
+        if matches_search is not None and not matches_search(doc):
             continue
         seen[run.task_id] += 1
         n = seen[run.task_id]
-        out[run.task_id if n == 1 else f"{run.task_id}#{n}"] = flower_task(judged, scene.now)
-        if limit is not None and len(out) >= limit:
+        entries.append((run.task_id if n == 1 else f"{run.task_id}#{n}", doc))
+        if enough is not None and len(entries) >= enough:
             break
-    return out
+    if sort_by:
+        sort_entries(entries, sort_by)
+    end = None if limit is None else offset + limit
+    return dict(entries[offset:end])
 
 
 def resolve_task_id(store: Store, task_id_or_prefix: str, retention: float) -> str:

@@ -14,6 +14,7 @@ from ..model.policy import TaskPolicy
 from ..model.records import NameStats, number
 from ..model.rules import blindness
 from .documents import HEALTHS, Judged, _judge_running, _Scene
+from .pauses import paused
 
 if TYPE_CHECKING:
     from ..runtime import Watchdog
@@ -78,13 +79,6 @@ def _channel_health(status: Mapping[str, Mapping[str, Any]]) -> list[dict[str, A
     return out
 
 
-def _paused(store: Store) -> list[dict[str, Any]]:
-    """What is paused, by whom, until when, and how many messages each pause holds."""
-    paused = store.pauses.all()
-    held = store.pauses.held_counts(sorted(paused))
-    return [{**doc, "held": held.get(t, 0)} for t, doc in sorted(paused.items())]
-
-
 def status_doc(store: Store, wd: Watchdog, *, now: float | None = None) -> dict[str, Any]:
     """Per task name: running runs by health, success rates, p95 runtime, last outcomes."""
     scene = _Scene(store, wd, now)
@@ -111,7 +105,7 @@ def status_doc(store: Store, wd: Watchdog, *, now: float | None = None) -> dict[
             "open_incidents": store.incidents.active_count(),
             "alert_channels": _channel_health(store.channels.status()),
         },
-        "paused": _paused(store),
+        "paused": paused(store),
         # As the last monitor pass judged them (``queues`` reads the broker now).
         "queues": {
             name: {k: q.get(k) for k in QUEUE_FIELDS}
