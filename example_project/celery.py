@@ -39,6 +39,8 @@ app.conf.update(
     # Alerts: the log, plus what the demo adds (its own receiver, and any --webhook URL given).
     watchdog_alert_channels=["log", *os.environ.get("WATCHDOG_DEMO_ALERT_URLS", "").split()],
     watchdog_alert_timeout=5,
+    # The status server (`celery -A example_project watchdog serve`): changes need this token.
+    watchdog_http_token=os.environ.get("WATCHDOG_HTTP_TOKEN") or None,
     # A queue nobody consumes (the demo's worker takes "celery" only), with who waits on it,
     # and a beat entry whose task goes there: a stalled queue, and a missed run.
     task_routes={"example_project.tasks.archive_reports": {"queue": "archive"}},
