@@ -9,7 +9,7 @@ hour's runtime p95 as a 10 %-wide log bucket ``b`` stored as ``b + 1`` (u16; 0: 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 BUCKET_GROWTH = 1.1  # flush.lua: b = floor(log(ms + 1) / log(1.1))
@@ -20,6 +20,19 @@ def bucket_seconds(code: int) -> float | None:
     if code <= 0:
         return None
     return max(0.0, BUCKET_GROWTH ** (code - 1 + 0.5) - 1) / 1000
+
+
+def histogram_percentile(buckets: Mapping[int, int], q: float) -> float | None:
+    """The ``q`` quantile of runtimes counted by bucket code (``h{b}`` is code ``b + 1``)."""
+    total = sum(n for n in buckets.values() if n > 0)
+    if total <= 0:
+        return None
+    want, seen = max(1, math.ceil(q * total)), 0
+    for code in sorted(buckets):
+        seen += max(0, buckets[code])
+        if seen >= want:
+            return bucket_seconds(code)
+    return None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .normal import histogram_percentile
+
 FINAL_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 
 
@@ -223,13 +225,6 @@ def _received(ages: Any, at: float) -> dict[str, float]:
     return out
 
 
-def _percentile(sorted_values: Sequence[float], q: float) -> float | None:
-    if not sorted_values:
-        return None
-    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
-    return sorted_values[index]
-
-
 @dataclass(frozen=True)
 class NameStats:
     """Outcome counts and runtimes of one task name."""
@@ -237,7 +232,8 @@ class NameStats:
     name: str
     last_hour: Mapping[str, int]
     last_day: Mapping[str, int]
-    runtimes: Sequence[float]  # seconds, sorted
+    # Runtimes of the last day, by 10 %-wide bucket (code -> runs; see model.normal).
+    runtime_buckets: Mapping[int, int]
     last_success: float | None
     last_failure: float | None
     last_error: str | None
@@ -258,15 +254,26 @@ class NameStats:
         name: str,
         buckets_5m: Sequence[Mapping[str, str]],
         buckets_1h: Sequence[Mapping[str, str]],
-        runtimes_ms: Sequence[str],
         info: Mapping[str, str],
     ) -> NameStats:
-        hour, day = _sum(buckets_5m), _sum(buckets_1h)
+        """From the hashes as read: the last hour's 5-minute buckets, the day's hourly ones."""
+        return cls.from_sums(name, _sum(buckets_5m), _sum(buckets_1h), info)
+
+    @classmethod
+    def from_sums(
+        cls,
+        name: str,
+        hour: Mapping[str, Any],
+        day: Mapping[str, Any],
+        info: Mapping[str, str],
+    ) -> NameStats:
+        """From the last hour's and the last day's counts, summed (``name_stats.lua``)."""
+        hour, day = _counts(hour), _counts(day)
         return cls(
             name=name,
             last_hour=_outcomes(hour),
             last_day=_outcomes(day),
-            runtimes=sorted(ms / 1000 for v in runtimes_ms if (ms := number(v)) is not None),
+            runtime_buckets={int(k[1:]) + 1: n for k, n in day.items() if _is_bucket(k)},
             last_success=_f(info, "last_success"),
             last_failure=_f(info, "last_failure"),
             last_error=_s(info, "last_error"),
@@ -277,7 +284,8 @@ class NameStats:
         )
 
     def percentile(self, q: float) -> float | None:
-        return _percentile(self.runtimes, q)
+        """The runtime under which ``q`` of the last day's runs finished (to 10 %)."""
+        return histogram_percentile(self.runtime_buckets, q)
 
     @staticmethod
     def success_rate(counts: Mapping[str, int]) -> float | None:
@@ -286,9 +294,23 @@ class NameStats:
         return None if ok + bad == 0 else ok / (ok + bad)
 
 
+def _is_bucket(key: str) -> bool:
+    """ "h{b}": the hour's runtimes in bucket b, beside its outcome counts (flush.lua)."""
+    return key[:1] == "h" and key[1:].isdigit()
+
+
+def _counts(counts: Mapping[str, Any]) -> dict[str, int]:
+    out = {}
+    for key, value in counts.items():
+        n = number(value)
+        if isinstance(key, str) and n is not None and n > 0:
+            out[key] = int(n)
+    return out
+
+
 def _outcomes(counts: Mapping[str, int]) -> dict[str, int]:
     # "r:{reason}" are failures by reason, "h{bucket}" the hour's runtime histogram.
-    return {k: n for k, n in counts.items() if not k.startswith(("r:", "h"))}
+    return {k: n for k, n in counts.items() if not k.startswith("r:") and not _is_bucket(k)}
 
 
 def _reasons(counts: Mapping[str, int]) -> dict[str, int]:

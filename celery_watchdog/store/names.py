@@ -27,34 +27,35 @@ from typing import Any
 
 from ..model.normal import HourCell, NameNormal
 from ..model.records import NameStats
-from .base import WEEK_HOURS, Keys, week_and_hour
+from .base import WEEK_HOURS, Keys, lua, week_and_hour
 
 CELL = 12  # bytes per hour of the week in {p}:hw:{name}:{week} (see flush.lua)
+STATS_CHUNK = 50  # names per name_stats.lua call (~1 ms of Redis each)
 RAW = {"NEVER_DECODE": True}  # the cells are bytes; the client decodes text by default
 
 
 class Names(Keys):
+    def __init__(self, client: Any, prefix: str) -> None:
+        super().__init__(client, prefix)
+        self._stats = client.register_script(lua("name_stats.lua"))
+
     def recent(self, limit: int = 500) -> list[str]:
         """Task names, most recently seen first."""
         return list(self.r.zrevrange(f"{self.p}:names", 0, limit - 1))
 
     def stats(self, names: Iterable[str], now: float) -> dict[str, NameStats]:
+        """Counts of the last hour and day, runtime percentiles, last outcomes, per name:
+        summed inside Redis (``lua/name_stats.lua``), a few dozen names per call so that no
+        call holds Redis for long."""
         names = list(names)
-        b5, b1h = int(now // 300), int(now // 3600)
-        pipe = self.r.pipeline(transaction=False)
-        for name in names:
-            for b in range(b5 - 11, b5 + 1):
-                pipe.hgetall(f"{self.p}:s5:{name}:{b}")
-            for b in range(b1h - 23, b1h + 1):
-                pipe.hgetall(f"{self.p}:s1h:{name}:{b}")
-            pipe.lrange(f"{self.p}:rt:{name}", 0, -1)
-            pipe.hgetall(f"{self.p}:name:{name}")
-        replies = pipe.execute()
-        per = 12 + 24 + 2
         out = {}
-        for i, name in enumerate(names):
-            chunk = replies[i * per : (i + 1) * per]
-            out[name] = NameStats.from_replies(name, chunk[:12], chunk[12:36], chunk[36], chunk[37])
+        for start in range(0, len(names), STATS_CHUNK):
+            chunk = names[start : start + STATS_CHUNK]
+            docs = self._stats(args=[self.p, int(now // 300), int(now // 3600), *chunk])
+            for name, raw in zip(chunk, docs, strict=True):
+                hour, day, info = json.loads(raw)
+                fields = dict(zip(info[::2], info[1::2], strict=True)) if info else {}
+                out[name] = NameStats.from_sums(name, hour, day, fields)
         return out
 
     def save_budgets(self, budgets: Mapping[str, tuple[float, float]]) -> None:

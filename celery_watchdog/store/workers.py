@@ -77,7 +77,7 @@ class Workers(Keys):
         out: dict[str, dict[str, dict[str, Any]]] = {}
         for i, source in enumerate(sources):
             *buckets, last = replies[i * 13 : (i + 1) * 13]
-            counts = NameStats.from_replies(source, buckets, (), (), {}).last_hour
+            counts = NameStats.from_replies(source, buckets, (), {}).last_hour
             kinds: dict[str, dict[str, Any]] = {}
             for kind, raw in last.items():
                 try:

@@ -48,7 +48,7 @@ def _name_summary(
     counts = dict.fromkeys(HEALTHS, 0)
     for j in judged:
         counts[j.verdict.health] = counts.get(j.verdict.health, 0) + 1
-    stats = stats or NameStats(name, {}, {}, (), None, None, None)
+    stats = stats or NameStats(name, {}, {}, {}, None, None, None)
     return {
         "name": name, "running": len(judged), "health": counts,
         "success_rate_1h": NameStats.success_rate(stats.last_hour),
