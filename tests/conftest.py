@@ -17,6 +17,7 @@ import sentry_sdk
 from aiosmtpd.controller import Controller
 from celery import Celery
 
+from celery_watchdog.brokers.app import _bound as bound_queues_cache
 from celery_watchdog.embedded import RedisServer
 from tests.alert_peers import Mailbox, Receiver
 from tests.helpers import PreforkWorker, make_app, require_rabbitmq
@@ -37,6 +38,7 @@ def redis_url(redis_server: RedisServer) -> str:
         client.flushall()
     finally:
         client.close()
+    bound_queues_cache.clear()  # what an earlier test's broker held is gone with the flush
     return redis_server.url
 
 

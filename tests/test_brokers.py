@@ -21,7 +21,13 @@ from kombu import Connection, Exchange, Producer, Queue
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from celery_watchdog.brokers import HEADER, amqp_queues, queue_names, redis_queues
+from celery_watchdog.brokers import (
+    HEADER,
+    amqp_queues,
+    bound_queues,
+    queue_names,
+    redis_queues,
+)
 from tests.helpers import wait_for
 
 T0 = 1_700_000_000.125  # a publish stamp that survives JSON exactly
@@ -341,6 +347,21 @@ def test_queue_names_come_from_queues_routes_and_the_default_queue() -> None:
 
 def test_queue_names_of_a_bare_app_is_the_default_queue() -> None:
     assert queue_names(Celery("bare", set_as_current=False)) == ["celery"]
+
+
+def test_bound_queues_are_work_queues_not_celerys_remote_control_or_events(
+    redis_url: str,
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    sep = "\x06\x16"
+    # As kombu binds them: a queue made by publishing to it, a worker's remote-control
+    # queue (celery.pidbox exchange) and an event receiver's queue (celeryev exchange).
+    client.sadd("_kombu.binding.reports", f"reports{sep}{sep}reports")
+    client.sadd("_kombu.binding.celery.pidbox", f"{sep}{sep}celery@pod-7f9c.celery.pidbox")
+    client.sadd("_kombu.binding.celeryev", f"#{sep}{sep}celeryev.1d2b6c.worker")
+    app = Celery("bound", set_as_current=False, broker=redis_url)
+
+    assert bound_queues(app) == ["reports"]
 
 
 MANAGEMENT_URL = "http://guest:guest@127.0.0.1:15672"

@@ -228,6 +228,15 @@ def _cpu_words(cpu: float | None) -> str:
     return "CPU idle" if cpu < IDLE_PERCENT else f"CPU {cpu:.0f}%"
 
 
+def of_record(stack_json: str | None, cpu: float | None) -> str:
+    """:func:`summarise` of a stack as stored (JSON, taken once the run went quiet)."""
+    try:
+        frames = frames_from_json(json.loads(stack_json)) if stack_json else None
+    except ValueError:  # a stack cut or mangled in storage: judged by CPU alone
+        frames = None
+    return summarise(frames, cpu)
+
+
 def summarise(frames: Sequence[Frame] | None, cpu: float | None) -> str:
     """One line: where the run waits (or spins) and whether its process burns CPU."""
     usage = _cpu_words(cpu)

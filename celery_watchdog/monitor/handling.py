@@ -7,7 +7,6 @@ worker, not ten round trips per due run.
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections import defaultdict
@@ -143,12 +142,7 @@ class Handler:
             [(c.run.worker or "", c.run.task_id, c.run.pid) for c in running]
         )
         for c in running:
-            try:
-                stack = c.run.stack
-                frames = diagnosis.frames_from_json(json.loads(stack)) if stack else None
-            except ValueError:  # a stack cut or mangled in storage: judged by CPU alone
-                frames = None
-            c.where = diagnosis.summarise(frames, cpu.get((c.run.task_id, c.run.pid)))
+            c.where = diagnosis.of_record(c.run.stack, cpu.get((c.run.task_id, c.run.pid)))
 
     def _requeue(self, cases: list[Case]) -> None:
         for c in cases:

@@ -13,7 +13,6 @@ ever shown. One task's whole story is :mod:`.story`.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -25,7 +24,7 @@ from ..model.plans import STOPPED
 from ..model.records import Run
 from ..store import IncidentDoc
 from .documents import Judged, _judge_running, _Scene, _severity, flower_task
-from .status import status_doc
+from .status import status_of
 
 if TYPE_CHECKING:
     from ..runtime import Watchdog
@@ -46,9 +45,10 @@ _ALERT_FACTS = ("reason", "diagnosis", "step", "processed", "total", "next_step"
 
 def page_doc(store: Store, wd: Watchdog, now: float) -> dict[str, Any]:
     """Everything the page shows, in the order a person reads it."""
-    status = status_doc(store, wd, now=now)
     scene = _Scene(store, wd, now)
-    runs = _runs(store, _judge_running(store, scene), now)
+    judged = _judge_running(store, scene)
+    status = status_of(store, wd, scene, judged)
+    runs = _runs(store, judged, now)
     incidents = [incident_row(i) for i in ordered_incidents(store.incidents.active(INCIDENT_SCAN))]
     queues = _queues(store, now)
     schedules = sorted(store.beat.latest().values(),
@@ -79,11 +79,7 @@ def where_it_waits(run: Run, cpu_percent: float | None, *, stopped: bool = True)
     a child spinning in C takes none, and says so); None for one still moving."""
     if not run.stack and (cpu_percent is None or not stopped):
         return None
-    try:
-        frames = diagnosis.frames_from_json(json.loads(run.stack)) if run.stack else None
-    except ValueError:  # a stack cut or mangled in storage: judged by CPU alone
-        frames = None
-    return diagnosis.summarise(frames, cpu_percent)
+    return diagnosis.of_record(run.stack, cpu_percent)
 
 
 def _runs(store: Store, judged: Sequence[Judged], now: float) -> dict[str, Any]:

@@ -82,7 +82,13 @@ def _channel_health(status: Mapping[str, Mapping[str, Any]]) -> list[dict[str, A
 def status_doc(store: Store, wd: Watchdog, *, now: float | None = None) -> dict[str, Any]:
     """Per task name: running runs by health, success rates, p95 runtime, last outcomes."""
     scene = _Scene(store, wd, now)
-    running = _judge_running(store, scene)
+    return status_of(store, wd, scene, _judge_running(store, scene))
+
+
+def status_of(
+    store: Store, wd: Watchdog, scene: _Scene, running: Sequence[Judged]
+) -> dict[str, Any]:
+    """:func:`status_doc` of runs already judged in ``scene`` (the page judges them once)."""
     names = sorted({*store.names.recent(), *(j.run.name for j in running)} - {""})
     stats = store.names.stats(names, scene.now)
     normal = store.names.normal(names, scene.now)
