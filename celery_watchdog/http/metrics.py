@@ -96,7 +96,8 @@ class Scrape:
     def _queues(self) -> list[figures.Family]:
         # The very documents ``celery watchdog queues --json`` prints (read from the broker
         # now), so the page, the CLI and Prometheus never disagree.
-        docs = read_queues(self.wd, self.store, self.now, self.workers)
+        # Who waits is not a metric: only the heads are read (what a monitor pass reads).
+        docs = read_queues(self.wd, self.store, self.now, self.workers, sample_all=False)
         self.errors["queues"] += figures.queue_errors(docs)
         return figures.queue_families(docs, self.workers)
 

@@ -38,6 +38,7 @@ class Names(Keys):
     def __init__(self, client: Any, prefix: str) -> None:
         super().__init__(client, prefix)
         self._stats = client.register_script(lua("name_stats.lua"))
+        self._normals: tuple[tuple[int, int], dict[str, NameNormal | None]] = ((-1, 0), {})
 
     def recent(self, limit: int = 500) -> list[str]:
         """Task names, most recently seen first."""
@@ -135,9 +136,16 @@ class Names(Keys):
     def normal(self, names: Sequence[str], now: float, weeks: int = 4) -> dict[str, NameNormal]:
         """What is normal for each name at this hour of the week (and its neighbours), over the
         ``weeks`` before: runs per hour, failure rate, runtime p95. No history: absent."""
+        # The weeks before never change: read once per hour of this process, then remembered.
         hour = int(now // 3600)
-        cells = self._cells(names, (hour - 1, hour, hour + 1), weeks)
-        return {name: n for name, found in cells.items() if (n := NameNormal.of(found))}
+        if self._normals[0] != (hour, weeks):
+            self._normals = ((hour, weeks), {})
+        known = self._normals[1]
+        missing = [name for name in names if name not in known]
+        if missing:
+            cells = self._cells(missing, (hour - 1, hour, hour + 1), weeks)
+            known.update({name: NameNormal.of(found) for name, found in cells.items()})
+        return {name: n for name in names if (n := known.get(name)) is not None}
 
     def _cells(
         self, names: Sequence[str], hours: Sequence[int], weeks: int

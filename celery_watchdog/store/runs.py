@@ -74,8 +74,12 @@ class Runs(Keys):
 
     def running(self, limit: int = 1000) -> list[Run]:
         """Runs in progress, most overdue first."""
-        keys = self.r.zrange(f"{self.p}:running", 0, limit - 1, withscores=True)
-        return self.load(keys, forget_stale=True)
+        return self.load(self.running_keys(limit), forget_stale=True)
+
+    def running_keys(self, limit: int = 1000) -> list[tuple[str, float]]:
+        """(runkey, deadline) of runs in progress, most overdue first: ``{id}|{worker}|{slot}``
+        tells copies of one task id apart without reading their records."""
+        return list(self.r.zrange(f"{self.p}:running", 0, limit - 1, withscores=True))
 
     def load(self, keys: list[tuple[str, float]], forget_stale: bool = False) -> list[Run]:
         """Run records for (runkey, deadline) pairs, in one round trip."""

@@ -106,9 +106,12 @@ class _Scene:
         return Judged(run, verdict, policy, copies, self.cpu.get((run.task_id, run.pid)))
 
 
-def _judge_running(store: Store, scene: _Scene) -> list[Judged]:
-    running = store.runs.running()
-    scene.copies.update(run.task_id for run in running)
+def _judge_running(store: Store, scene: _Scene, first: int | None = None) -> list[Judged]:
+    """Runs in progress, most overdue first, judged; only the ``first`` ones read (their
+    copies are counted over all of them: a duplicate is a duplicate wherever it sorts)."""
+    keys = store.runs.running_keys()
+    scene.copies.update(runkey.split("|", 1)[0] for runkey, _ in keys)
+    running = store.runs.load(keys if first is None else keys[:first], forget_stale=True)
     scene.learn(store, {run.name for run in running})
     return [scene.judge(run) for run in running]
 
@@ -180,13 +183,13 @@ def tasks_doc(
     check_sort(sort_by)
     matches_search = compile_search(search) if search else None
     scene = _Scene(store, wd, now)
-    running = _judge_running(store, scene)
     offset = max(offset, 0)
     # Without a sort the first matches are the answer: stop once we have them; without a
-    # filter either, read no more finished runs than that (plus one per running run, as a
+    # filter either, read no more runs than that (plus one finished per running run, as a
     # finished run whose task runs again now is skipped: its running entry tells more).
     enough = None if sort_by or limit is None else offset + limit
     filtered = any((state, taskname, workername, health, search, received_start, received_end))
+    running = _judge_running(store, scene, None if filtered else enough)
     scan = FINISHED_SCAN if enough is None or filtered else enough + len(running)
     finished = (
         scene.judge(run)  # lazily: a page of 10 judges 10 runs
