@@ -194,10 +194,10 @@ def test_hostile_task_queue_and_host_names_never_break_the_scrape(redis_url: str
     host = 'celery@"\n<img src=x onerror=alert(1)>'
     _record_run(wd, HOSTILE, host, "succeeded")
     _record_run(wd, HOSTILE, host, "failed")
-    # A worker's snapshot carries the name as the recorder stores it (surrogate escaped): a
-    # raw lone surrogate is refused by the snapshot script, a bug of its own (not /metrics').
-    stored = HOSTILE.encode("utf-8", "backslashreplace").decode()
-    snapshot = {"queues": [queue], "total": {stored: 2}, "active": []}
+    # A worker's snapshot with the raw name (a lone surrogate) in its counts and registered
+    # tasks: stored with the surrogate escaped, never refused whole.
+    snapshot = {"queues": [queue], "total": {HOSTILE: 2}, "registered": [HOSTILE],
+                "active": [], "started": float("nan")}  # fmt: skip
     store.workers.write_snapshot(host, snapshot, ttl=60, online=True)
     app.send_task(HOSTILE)  # routed to the hostile queue, where it waits
 

@@ -88,3 +88,18 @@ def event(e: dict[str, Any]) -> dict[str, Any]:
         if key in out and out[key] is not None:
             out[key] = count(out[key])
     return out
+
+
+def tree(value: Any, limit: int = DEFAULT_LIMIT) -> Any:
+    """A JSON-shaped value (a worker's snapshot) with every string, key or value, storable:
+    a task name with a lone surrogate must not make Redis's JSON decoder refuse it whole."""
+    if isinstance(value, str):
+        return value if value.isascii() and len(value) <= limit else text(value, limit)
+    if isinstance(value, dict):
+        return {tree(k, limit) if isinstance(k, str) else k: tree(v, limit)
+                for k, v in value.items()}  # fmt: skip
+    if isinstance(value, (list, tuple)):
+        return [tree(v, limit) for v in value]
+    if isinstance(value, float):
+        return number(value)
+    return value

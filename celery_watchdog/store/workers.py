@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..model import storable
 from ..model.records import Evidence, NameStats, WorkerInfo, number
 from .base import RUNNING_TTL, Keys, lua
 
@@ -35,7 +36,7 @@ class Workers(Keys):
         gap: float | None = None,
     ) -> float:  # fmt: skip
         """Write a worker's snapshot; ``gap``: silence of every worker that means an outage."""
-        data = json.dumps(snapshot, default=str, separators=(",", ":"))
+        data = json.dumps(storable.tree(snapshot), default=str, separators=(",", ":"))
         state = "online" if online else "offline"
         gap_arg = "" if gap is None else gap
         args: list[str | float] = [self.p, hostname, data, ttl, RUNNING_TTL, state, gap_arg]
