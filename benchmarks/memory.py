@@ -84,7 +84,7 @@ def _recorder_path(server: PrivateRedis, runs: int) -> tuple[list[dict[str, Any]
     from celery.app.trace import build_tracer
 
     import celery_watchdog
-    from celery_watchdog.recording import signals as wd_signals
+    from celery_watchdog.worker.deliveries import DeliveryGate
 
     app = make_app("watchdog", server.url, PREFIX)
     wd = celery_watchdog.install(app)
@@ -93,6 +93,7 @@ def _recorder_path(server: PrivateRedis, runs: int) -> tuple[list[dict[str, Any]
     tasks = [app.tasks[name] for name in MEMORY_TASKS]
     # One tracer per task, built once, as a worker does: it fires task_prerun/postrun.
     tracers = [build_tracer(t.name, t, hostname=hostname, app=app) for t in tasks]
+    gate = DeliveryGate(wd, hostname)
     recorder = wd.recorder
     client = server.client()
     points: list[dict[str, Any]] = []
@@ -119,7 +120,7 @@ def _recorder_path(server: PrivateRedis, runs: int) -> tuple[list[dict[str, Any]
                     expires=None,
                     hostname=hostname,
                 )
-                wd_signals.on_task_received(sender=None, request=request)
+                gate.on_received(sender=None, request=request)  # the main process's receiver
                 delivery = {"exchange": "", "routing_key": "celery"}
                 tracer(
                     task_id,
