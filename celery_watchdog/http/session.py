@@ -43,7 +43,7 @@ async def login(request: Request) -> Response:
     if role is None:
         await asyncio.sleep(WRONG_TOKEN_PAUSE)
         raise HTTPException(401, "wrong token")
-    response = RedirectResponse("/", status_code=303)
+    response = RedirectResponse(_home(request), status_code=303)
     response.set_cookie(
         SESSION_COOKIE, new_session(request, role), max_age=SESSION_SECONDS, path="/",
         httponly=True, samesite="strict", secure=_secure(request),
@@ -52,7 +52,7 @@ async def login(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
-    response = RedirectResponse("/", status_code=303)
+    response = RedirectResponse(_home(request), status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict",
                            secure=_secure(request))  # fmt: skip
     return response
@@ -74,3 +74,8 @@ def session_routes() -> list[BaseRoute]:
         Route("/logout", logout, methods=["POST"]),
         Route("/api/watchdog/session", whoami, methods=["GET"]),
     ]
+
+
+def _home(request: Request) -> str:
+    """The page, under the path a proxy mounts the server at (``root_path``)."""
+    return str(request.scope.get("root_path") or "").rstrip("/") + "/"
