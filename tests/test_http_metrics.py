@@ -138,6 +138,16 @@ def test_metrics_after_known_work_show_celery_exporters_and_our_families(
         assert value(fams, "celery_active_worker_count", queue_name="celery") == 1
         assert value(fams, "celery_active_consumer_count", queue_name=WAITING) == 0
         assert value(fams, "celery_active_process_count", queue_name="celery") == 4
+        # Counters and the runtime histogram since the first run, per task name.
+        assert fams["celery_task_succeeded"].type == "counter"
+        assert value(fams, "celery_task_succeeded_total", name="metrics.add") == 3
+        assert value(fams, "celery_task_failed_total", name="metrics.fail") == 2
+        assert value(fams, "celery_task_failed_total", name="metrics.add") == 0
+        assert fams["celery_task_runtime"].type == "histogram"
+        assert value(fams, "celery_task_runtime_count", name="metrics.add") == 3
+        assert value(fams, "celery_task_runtime_bucket", name="metrics.add", le="+Inf") == 3
+        assert value(fams, "celery_task_runtime_bucket", name="metrics.add", le="10.0") == 3
+        assert (value(fams, "celery_task_runtime_sum", name="metrics.add") or 0) < 3
         # ours
         outcomes = "celery_watchdog_task_outcomes_last_hour"
         assert value(fams, outcomes, task="metrics.add", outcome="succeeded") == 3

@@ -20,7 +20,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
@@ -29,6 +34,7 @@ from starlette.routing import BaseRoute, Route
 from ..model.records import WorkerInfo
 from ..monitor.queues import read as read_queues
 from ..store import Store
+from ..views import counters
 from ..views import metrics as figures
 from ..views.status import status_doc
 from .context import ServerContext, context_of
@@ -50,9 +56,9 @@ class Scrape:
         self.names = figures.Cap((), 0)  # until read: every name is "other", never unbounded
         self.workers: list[WorkerInfo] = []
         self.errors: Counter[str] = Counter()
-        self.families: list[figures.Family] = []
+        self.families: list[figures.Family | counters.Histogram] = []
 
-    def families_now(self) -> list[figures.Family]:
+    def families_now(self) -> list[figures.Family | counters.Histogram]:
         started = time.perf_counter()
         if self._part("clock", self._clock):
             self._part("status", self._status)
@@ -67,7 +73,9 @@ class Scrape:
         took = time.perf_counter() - started
         return [*self.families, *figures.scrape_families(self.errors, PARTS, took)]
 
-    def _part(self, name: str, read: Callable[[], Iterable[figures.Family]]) -> bool:
+    def _part(
+        self, name: str, read: Callable[[], Iterable[figures.Family | counters.Histogram]]
+    ) -> bool:
         try:
             self.families.extend(read())
             return True
@@ -82,11 +90,13 @@ class Scrape:
         self.now = self.store.now()  # the one clock, for every part of this scrape
         return []
 
-    def _status(self) -> list[figures.Family]:
+    def _status(self) -> list[figures.Family | counters.Histogram]:
         most = figures.TASK_NAMES_MAX
         self.names = figures.Cap(self.store.names.recent(most), most)
         doc = status_doc(self.store, self.wd, now=self.now)
+        totals = self.store.names.totals(list(doc.get("tasks", {})))
         return [*figures.task_families(doc, self.names),
+                *counters.total_families(totals, self.names),
                 *figures.watchdog_families(doc, self.wd.settings.check_interval)]  # fmt: skip
 
     def _workers(self) -> list[figures.Family]:
@@ -110,13 +120,19 @@ class Scrape:
         return [figures.quarantine_family(len(self.store.quarantine.all()))]
 
 
-def gather(ctx: ServerContext) -> list[figures.Family]:
+def gather(ctx: ServerContext) -> list[figures.Family | counters.Histogram]:
     """Every family of one scrape (:class:`Scrape`)."""
     return Scrape(ctx).families_now()
 
 
-def to_prometheus(family: figures.Family) -> Metric:
+def to_prometheus(family: figures.Family | counters.Histogram) -> Metric:
     """A :class:`~.views.metrics.Family` as prometheus-client's family of that type."""
+    if isinstance(family, counters.Histogram):
+        histogram = HistogramMetricFamily(family.name, family.help, labels=family.labels)
+        bounds = [*(repr(float(b)) for b in family.bounds), "+Inf"]
+        for labels, (counts, total) in family.samples.items():
+            histogram.add_metric(list(labels), list(zip(bounds, counts, strict=True)), total)
+        return histogram
     kind = CounterMetricFamily if family.kind == "counter" else GaugeMetricFamily
     metric = kind(family.name, family.help, labels=family.labels)
     for labels, value in family.samples.items():

@@ -90,3 +90,41 @@ class NameNormal:
 def _median(values: Sequence[float]) -> float:
     ordered = sorted(v for v in values if math.isfinite(v))
     return ordered[len(ordered) // 2] if ordered else 0.0
+
+
+@dataclass(frozen=True)
+class NameTotals:
+    """A task name's runs by outcome and runtimes by bucket code, since its first run."""
+
+    outcomes: dict[str, int]
+    runtime_buckets: dict[int, int]  # bucket code (b + 1) -> runs
+
+    @classmethod
+    def of(cls, doc: Mapping[str, str]) -> NameTotals:
+        outcomes, buckets = {}, {}
+        for key, raw in doc.items():
+            try:
+                n = int(raw)
+            except (TypeError, ValueError):
+                continue
+            if n <= 0:
+                continue
+            if key[:1] == "h" and key[1:].isdigit():
+                buckets[int(key[1:]) + 1] = n
+            else:
+                outcomes[key] = n
+        return cls(outcomes, buckets)
+
+    def histogram(self, bounds: Sequence[float]) -> tuple[list[int], float]:
+        """Cumulative runs at or under each bound (seconds; a bucket counts where its middle
+        falls, so a bound is right to 10 %), the last for +Inf; and the runtimes' sum."""
+        counts = [0] * (len(bounds) + 1)
+        total = 0.0
+        for code, n in self.runtime_buckets.items():
+            seconds = bucket_seconds(code) or 0.0
+            total += seconds * n
+            for i, bound in enumerate(bounds):
+                if seconds <= bound:
+                    counts[i] += n
+            counts[-1] += n
+        return counts, total

@@ -11,6 +11,8 @@ Keys ({p} = prefix; ``lua/flush.lua`` writes all but the budgets):
   {p}:gaveup              ZSET task name -> when a run of it last exhausted its retries
   {p}:failnames           ZSET task name -> its last failure or retry
   {p}:failctx:{name}      ZSET alert_context JSON of its failed runs -> when
+  {p}:tot:{name}          HASH runs by outcome and runtimes by bucket ("h{b}") since the first
+                          run: counters, never decremented; TTL 30 days
   {p}:hw:{name}:{week}    STRING a 12-byte cell per hour of the week: runs, failures, retries,
                           runtime p95 (see :class:`HourCell`); expires 4 weeks after its week
   {p}:rwk:{name}:{week}   HASH reason bucket -> failures that week
@@ -25,7 +27,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ..model.normal import HourCell, NameNormal
+from ..model.normal import HourCell, NameNormal, NameTotals
 from ..model.records import NameStats
 from .base import WEEK_HOURS, Keys, lua, week_and_hour
 
@@ -58,6 +60,15 @@ class Names(Keys):
                 fields = dict(zip(info[::2], info[1::2], strict=True)) if info else {}
                 out[name] = NameStats.from_sums(name, hour, day, fields)
         return out
+
+    def totals(self, names: Sequence[str]) -> dict[str, NameTotals]:
+        """Per name, runs by outcome and runtimes by bucket since its first run (counters)."""
+        pipe = self.r.pipeline(transaction=False)
+        for name in names:
+            pipe.hgetall(f"{self.p}:tot:{name}")
+        return {name: NameTotals.of(doc)
+                for name, doc in zip(names, pipe.execute() if names else [], strict=True)
+                if doc}  # fmt: skip
 
     def save_budgets(self, budgets: Mapping[str, tuple[float, float]]) -> None:
         if budgets:

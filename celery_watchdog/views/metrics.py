@@ -11,13 +11,13 @@ What is served differently from celery-exporter, and why:
 
 - ``celery_task_started_total{name,hostname}`` is the worker's own counter of tasks it began
   (Celery's ``stats()["total"]``, from its snapshot): a true counter, reset when the worker
-  restarts (``rate()`` handles that). The other ``celery_task_*_total`` counters are not
-  served: the store keeps per-name outcomes only in 5-minute and hourly buckets (a sliding
-  window is no counter); ``celery_watchdog_task_outcomes_last_hour`` says what it is.
-- ``celery_task_runtime`` is a histogram there; the store keeps the last 1000 runtimes per
-  name, not cumulative bucket counts, so we serve their median and 95th percentile as
-  ``celery_watchdog_task_runtime_seconds{task,percentile="p50"|"p95"}`` (a gauge; not
-  ``quantile``, a label Prometheus reserves for summaries).
+  restarts (``rate()`` handles that).
+- ``celery_task_{succeeded,failed,retried,revoked}_total{name}`` and the histogram
+  ``celery_task_runtime{name}`` count every run since the first one the watchdog recorded
+  (kept 30 days after a name's last run), per task name only: the totals are not kept per
+  worker or queue. The histogram has prometheus-client's default bounds; the store counts
+  runtimes in 10 %-wide buckets, each counted under the bounds its middle is within, so a
+  bound is right to 10 %.
 - ``hostname`` is Celery's whole node name (``celery@host``), not only the part after ``@``:
   two workers on one host stay two series, and a counter never sums two processes.
 - ``celery_active_consumer_count`` is served for every broker, counted from the workers'

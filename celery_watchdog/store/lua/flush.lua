@@ -39,6 +39,8 @@
 --   {p}:failnames          ZSET  task name -> its last failure or retry (trimmed after 1 day)
 --   {p}:failctx:{name}     ZSET  alert_context JSON of failed runs -> when   TTL 1 day, capped
 --   {p}:s1h:...            (also: "h{b}" runtimes per bucket b, for the hour's p95)
+--   {p}:tot:{name}         HASH  outcome -> runs, "h{b}" -> runtimes in bucket b, since the
+--                                first run (never decremented: /metrics' counters) TTL 30 days
 --   {p}:hw:{name}:{week}   STRING 168 cells (one per hour of the week, 0 = Monday 00:00 UTC)
 --                                of 12 bytes: runs u32, failures u24, retries u24, runtime
 --                                p95 bucket u16 (BITFIELD, saturating); kept 4 weeks past its own
@@ -132,8 +134,12 @@ local function write_runtimes()
   for key, h in pairs(hist) do
     local name, hour = string.match(key, '^(.*)%z(.*)$')
     local k1h = p .. ':s1h:' .. name .. ':' .. hour
-    for b, c in pairs(h) do redis.call('HINCRBY', k1h, 'h' .. b, c) end
-    redis.call('EXPIRE', k1h, 90000)
+    local tk = p .. ':tot:' .. name
+    for b, c in pairs(h) do
+      redis.call('HINCRBY', k1h, 'h' .. b, c)
+      redis.call('HINCRBY', tk, 'h' .. b, c)  -- the runtime histogram since the first run
+    end
+    redis.call('EXPIRE', k1h, 90000); redis.call('EXPIRE', tk, 30 * 86400)
     local all, total = redis.call('HGETALL', k1h), 0
     local buckets = {}
     for i = 1, #all, 2 do
@@ -159,6 +165,11 @@ local function write_counts()
     local k5, k1h = p .. ':s5:' .. name .. ':' .. b5, p .. ':s1h:' .. name .. ':' .. b1h
     redis.call('HINCRBY', k5, outcome, n); redis.call('EXPIRE', k5, 3900)
     redis.call('HINCRBY', k1h, outcome, n); redis.call('EXPIRE', k1h, 90000)
+    if n > 0 and string.sub(outcome, 1, 2) ~= 'r:' then
+      -- Totals since the first run: Prometheus counters (a correction never takes one back).
+      local tk = p .. ':tot:' .. name
+      redis.call('HINCRBY', tk, outcome, n); redis.call('EXPIRE', tk, 30 * 86400)
+    end
     local hours = tonumber(b1h) + 72  -- the epoch was a Thursday
     local how = hours % 168
     if outcome == 'succeeded' or outcome == 'failed' or outcome == 'lost' then
