@@ -95,8 +95,10 @@ class Scrape:
         self.names = figures.Cap(self.store.names.recent(most), most)
         doc = status_doc(self.store, self.wd, now=self.now)
         totals = self.store.names.totals(list(doc.get("tasks", {})))
+        histogram_names = figures.Cap(self.store.names.recent(counters.HISTOGRAM_NAMES_MAX),
+                                      counters.HISTOGRAM_NAMES_MAX)  # fmt: skip
         return [*figures.task_families(doc, self.names),
-                *counters.total_families(totals, self.names),
+                *counters.total_families(totals, self.names, histogram_names),
                 *figures.watchdog_families(doc, self.wd.settings.check_interval)]  # fmt: skip
 
     def _workers(self) -> list[figures.Family]:

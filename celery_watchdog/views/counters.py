@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from ..model.normal import NameTotals
 from .metrics import Cap, Family, label
 
+HISTOGRAM_NAMES_MAX = 100  # task names with a runtime histogram of their own (most recent)
 # prometheus-client's default histogram bounds (celery-exporter's too), in seconds.
 RUNTIME_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
                   10.0)  # fmt: skip
@@ -36,9 +37,13 @@ class Histogram:
     samples: dict[tuple[str, ...], tuple[list[int], float]] = field(default_factory=dict)
 
 
-def total_families(totals: Mapping[str, NameTotals], names: Cap) -> list[Family | Histogram]:
+def total_families(
+    totals: Mapping[str, NameTotals], names: Cap, histogram_names: Cap
+) -> list[Family | Histogram]:
     """celery-exporter's task counters and runtime histogram, from the totals since the first
-    run of each name (names past the cap summed as "other")."""
+    run of each name (names past the caps summed as "other": 17 lines a name make the
+    histogram the biggest family, so it keeps fewer names, :data:`HISTOGRAM_NAMES_MAX`; a sum
+    of histograms is still a true histogram)."""
     counters = {outcome: Family(name, "counter", text, ("name",))
                 for outcome, name, text in TOTALS}  # fmt: skip
     runtime = Histogram("celery_task_runtime", "Histogram of task runtime measurements.",
@@ -46,9 +51,10 @@ def total_families(totals: Mapping[str, NameTotals], names: Cap) -> list[Family 
     for name, t in totals.items():
         task = names(name)
         for outcome, family in counters.items():
-            family.add(t.outcomes.get(outcome, 0), task)
+            if t.outcomes.get(outcome):  # as celery-exporter's: a series from its first run
+                family.add(t.outcomes[outcome], task)
         counts, total = t.histogram(RUNTIME_BOUNDS)
-        key = (label(task),)
+        key = (label(histogram_names(name)),)
         if key in runtime.samples:  # names summed under "other"
             old, old_total = runtime.samples[key]
             counts, total = [a + b for a, b in zip(old, counts, strict=True)], old_total + total
