@@ -41,6 +41,8 @@ class Names(Keys):
         super().__init__(client, prefix)
         self._stats = client.register_script(lua("name_stats.lua"))
         self._normals: tuple[tuple[int, int], dict[str, NameNormal | None]] = ((-1, 0), {})
+        self._closed_5m: tuple[int, dict[str, dict[str, int]]] = (-1, {})
+        self._closed_1h: tuple[int, dict[str, dict[str, int]]] = (-1, {})
 
     def recent(self, limit: int = 500) -> list[str]:
         """Task names, most recently seen first."""
@@ -51,15 +53,35 @@ class Names(Keys):
         summed inside Redis (``lua/name_stats.lua``), a few dozen names per call so that no
         call holds Redis for long."""
         names = list(names)
+        b5, b1h = int(now // 300), int(now // 3600)
+        # Buckets before the last two no longer change (runs are flushed within seconds):
+        # read once while they stay closed (5 minutes, an hour), then only the last two.
+        if self._closed_5m[0] != b5:
+            self._closed_5m = (b5, {})
+        if self._closed_1h[0] != b1h:
+            self._closed_1h = (b1h, {})
+        known_5m, known_1h = self._closed_5m[1], self._closed_1h[1]
+        groups: dict[tuple[bool, bool], list[str]] = {}
+        for name in names:
+            groups.setdefault((name not in known_5m, name not in known_1h), []).append(name)
         out = {}
-        for start in range(0, len(names), STATS_CHUNK):
-            chunk = names[start : start + STATS_CHUNK]
-            docs = self._stats(args=[self.p, int(now // 300), int(now // 3600), *chunk])
-            for name, raw in zip(chunk, docs, strict=True):
-                hour, day, info = json.loads(raw)
-                fields = dict(zip(info[::2], info[1::2], strict=True)) if info else {}
-                out[name] = NameStats.from_sums(name, hour, day, fields)
-        return out
+        for (with_5m, with_1h), wanted in groups.items():
+            for start in range(0, len(wanted), STATS_CHUNK):
+                chunk = wanted[start : start + STATS_CHUNK]
+                flags = ["1" if with_5m else "0", "1" if with_1h else "0"]
+                docs = self._stats(args=[self.p, b5, b1h, *flags, *chunk])
+                for name, raw in zip(chunk, docs, strict=True):
+                    m_recent, m_closed, h_recent, h_closed, info = json.loads(raw)
+                    if with_5m:
+                        known_5m[name] = m_closed
+                    if with_1h:
+                        known_1h[name] = h_closed
+                    fields = dict(zip(info[::2], info[1::2], strict=True)) if info else {}
+                    out[name] = NameStats.from_sums(
+                        name, _plus(known_5m[name], m_recent), _plus(known_1h[name], h_recent),
+                        fields,
+                    )
+        return {name: out[name] for name in names}
 
     def totals(self, names: Sequence[str]) -> dict[str, NameTotals]:
         """Per name, runs by outcome and runtimes by bucket since its first run (counters)."""
@@ -227,3 +249,10 @@ class Names(Keys):
             ]
             for i, name in enumerate(names)
         }
+
+
+def _plus(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    out = dict(a)
+    for key, n in b.items():
+        out[key] = out.get(key, 0) + n
+    return out
