@@ -1,4 +1,5 @@
-"""``celery -A proj watchdog serve [--host 127.0.0.1] [--port 5566] [--read-only]``: the status
+"""``celery -A proj watchdog serve [--host 127.0.0.1] [--port 5566] [--read-only]
+[--forwarded-allow-ips 127.0.0.1]``: the status
 server (the page, Flower's API, ours, ``/metrics``, health) on uvicorn, in this process.
 
 Safe by default: it binds the loopback address. On any other address every read is open to
@@ -50,8 +51,14 @@ def _log_to_stderr() -> None:
               help="Port to listen on (0: any free port).")  # fmt: skip
 @click.option("--read-only", is_flag=True, cls=CeleryOption, help_group="Server Options",
               help="Refuse every change (403), whatever the token.")  # fmt: skip
+@click.option("--forwarded-allow-ips", default="127.0.0.1", show_default=True,
+              cls=CeleryOption, help_group="Server Options",
+              help="Proxies (comma-separated addresses, or *) whose X-Forwarded-Proto/-For are "
+                   "believed: behind TLS there, the session cookie is marked Secure.")  # fmt: skip
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, read_only: bool) -> None:
+def serve(
+    ctx: click.Context, host: str, port: int, read_only: bool, forwarded_allow_ips: str
+) -> None:
     """Serve the status page, Flower's HTTP API, /metrics and health checks."""
     # Imported here: every `celery` command loads this plugin, and a worker needs no server.
     import uvicorn
@@ -63,7 +70,8 @@ def serve(ctx: click.Context, host: str, port: int, read_only: bool) -> None:
     server_app = create_app(session.wd.app, read_only=read_only)
     _log_to_stderr()
     config = uvicorn.Config(server_app, host=host, port=port, log_level="info",
-                            server_header=False, access_log=True)  # fmt: skip
+                            server_header=False, access_log=True, proxy_headers=True,
+                            forwarded_allow_ips=forwarded_allow_ips)  # fmt: skip
     sock = config.bind_socket()  # bound now, so the URL printed is the real one (--port 0)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
