@@ -39,9 +39,10 @@ from celery_watchdog.brokers import HEADER
 from celery_watchdog.embedded import RedisServer
 from celery_watchdog.monitor import queues as monitor_queues
 from celery_watchdog.monitor.check import run_pass
-from celery_watchdog.recording import signals as ours
+from celery_watchdog.recording import publishing as ours
 from celery_watchdog.testing import capture_alerts
 
+RECEIVER_UID = "celery_watchdog.on_before_publish"  # as recording.signals.connect() names it
 TARGET_PASS_MS = 20.0
 TARGET_STAMP_US = 5.0
 TARGET_HISTORY_MB = 5.0
@@ -164,11 +165,13 @@ def bench_stamp(url: str, calls: int, publishes: int, rounds: int) -> dict[str, 
 
     for _ in range(rounds):
         on.append(publish_round())
-        signals.before_task_publish.disconnect(ours.on_before_publish)
+        # By the uid it was connected with: disconnecting by the function would leave it on.
+        signals.before_task_publish.disconnect(dispatch_uid=RECEIVER_UID)
         try:
             off.append(publish_round())
         finally:
-            signals.before_task_publish.connect(ours.on_before_publish, weak=False)
+            signals.before_task_publish.connect(ours.on_before_publish, weak=False,
+                                                dispatch_uid=RECEIVER_UID)  # fmt: skip
     return {
         "receiver_us": receiver_us, "empty_call_us": empty_us,
         "stamp_us": receiver_us - empty_us,

@@ -9,11 +9,13 @@ WARNING with its exception, and the recorder's flusher ships the counts to Redis
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from .model import storable
 from .model.redact import scrub
@@ -96,3 +98,23 @@ def describe(exc: BaseException | None) -> str:
 
 FAULTS = Faults()
 report = FAULTS.report
+
+
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def guarded(kind: str) -> Callable[[F], F]:
+    """A receiver or hook that reports its own error as ``kind`` instead of raising it: a
+    watchdog bug must never reach the work it watches."""
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> None:
+            try:
+                fn(*args, **kwargs)
+            except Exception as exc:
+                report(kind, exc, f"{fn.__name__}: {describe(exc)}")
+
+        return wrapper  # type: ignore[return-value]
+
+    return wrap

@@ -39,7 +39,7 @@ def producer_without_the_watchdog() -> Iterator[None]:
     watchdog's own stamping receiver (connected by any earlier test's install) is off."""
     from celery import signals
 
-    from celery_watchdog.recording import signals as ours
+    from celery_watchdog.recording import publishing as ours
 
     uid = "celery_watchdog.on_before_publish"
     was = signals.before_task_publish.disconnect(dispatch_uid=uid)

@@ -14,7 +14,7 @@ from kombu import Queue
 from celery_watchdog import install
 from celery_watchdog.monitor.check import run_pass
 from celery_watchdog.monitor.queues import read
-from celery_watchdog.recording import signals as ours
+from celery_watchdog.recording import publishing as ours
 from celery_watchdog.runtime import Watchdog
 from celery_watchdog.testing import capture_alerts
 from tests.helpers import make_app, run_worker, wait_for

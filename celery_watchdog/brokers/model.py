@@ -13,10 +13,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..model.events import PUBLISHED_AT
+
 #: The message header a producer stamps with its publish time (epoch seconds, a float).
 #: Neither Celery's protocol 2 nor kombu's Redis envelope carries a publish time, so without
 #: this stamp the age of a waiting message cannot be known.
-HEADER = "watchdog_published_at"
+HEADER = PUBLISHED_AT
 
 
 @dataclass(frozen=True)

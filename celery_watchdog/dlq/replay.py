@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from kombu.exceptions import OperationalError
 from kombu.serialization import loads, prepare_accept_content, registry
 
+from ..model.events import PUBLISHED_AT
 from .entry import CELERY_KEYS, DeadLetter, get
 
 if TYPE_CHECKING:
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
 
 REPLAY_HEADER = "watchdog_replay_of"
 RESUME_HEADER = "watchdog_resume_from"  # the cursor the next attempt starts from (JSON text)
-PUBLISHED_AT = "watchdog_published_at"  # brokers.HEADER, stamped by the producer
 HELD_HEADER = "watchdog_held_by"  # a message a pause held, released: it runs, never held again
 
 

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypedDict
 
+#: The header a producer with the watchdog stamps into every message it publishes (when,
+#: epoch seconds): the age of the oldest waiting message of a queue.
+PUBLISHED_AT = "watchdog_published_at"
+
 Outcome = Literal["succeeded", "failed", "retried", "revoked", "lost"]
 
 

@@ -14,12 +14,10 @@ tracer (:func:`on_process_init`), which records the run through the recorder's
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from time import time
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from celery import signals
 from celery.exceptions import WorkerLostError
@@ -27,15 +25,14 @@ from celery.exceptions import WorkerLostError
 from .. import faults
 from ..model import events
 from ..model.policy import TaskPolicy
-from . import failures
-from .handle import RunHandle, named
+from . import failures, publishing
+from .handle import RunHandle
 from .recorder import Recorder
 
 if TYPE_CHECKING:  # the runtime is above this layer: connect() is handed its lookups
     from ..runtime import Watchdog
 
 logger = logging.getLogger("celery_watchdog")
-F = TypeVar("F", bound=Callable[..., None])
 
 _local = threading.local()
 
@@ -75,15 +72,7 @@ def current_handle() -> RunHandle | None:
     return None
 
 
-def _guarded(fn: F) -> F:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        try:
-            fn(*args, **kwargs)
-        except Exception as exc:  # a watchdog bug must never reach the watched task
-            faults.report("receiver", exc, f"{fn.__name__}: {faults.describe(exc)}")
-
-    return wrapper  # type: ignore[return-value]
+_guarded = faults.guarded("receiver")  # a watchdog bug must never reach the watched task
 
 
 def _ours(name: str | None) -> bool:
@@ -279,64 +268,9 @@ def on_task_revoked(
     )
 
 
-def _amqp(url: Any) -> bool:
-    return isinstance(url, str) and url.startswith(("amqp://", "amqps://", "pyamqp://"))
-
-
 def _main_hostname(wd: Any, sender: Any) -> str:
     hostname = getattr(getattr(sender, "request", None), "hostname", None)
     return hostname or wd.recorder.hostname or "unknown"
-
-
-PUBLISHED_AT = "watchdog_published_at"  # brokers.HEADER: when a message was published
-
-
-def on_before_publish(
-    sender: Any = None, headers: Any = None, routing_key: Any = None, body: Any = None, **_: Any
-) -> None:
-    """Stamp when a message was published, for its queue's oldest age (memory only: a
-    producer's web request never waits for Redis). A stamp already given is kept (a replay
-    drops the original's: see ``dlq.publish_original``). A broker whose waiting messages
-    cannot be read (RabbitMQ) gets a publish record instead, written behind."""
-    if type(headers) is dict:
-        if PUBLISHED_AT not in headers:
-            headers[PUBLISHED_AT] = time()
-        if headers.get("celery_beat_task"):  # beat's own process, sending a scheduled task
-            _beat_sent(str(sender or headers.get("task") or ""), headers.get("id"))
-        if _recording_publishes:
-            _published(headers.get("id"), routing_key, sender, body)
-
-
-# Runtimes whose broker keeps its messages out of sight (AMQP): their producers record each
-# publish (set by connect(); re-read when an app is installed).
-_recording_publishes: list[Watchdog] = []
-
-
-@_guarded
-def _published(task_id: Any, queue: Any, name: Any, body: Any) -> None:
-    if isinstance(task_id, str) and isinstance(queue, str) and queue:
-        for wd in _recording_publishes:
-            wd.recorder.add(events.published(task_id, queue, _waiting_for(wd, name, body)))
-
-
-def _waiting_for(wd: Watchdog, name: Any, body: Any) -> dict[str, Any] | None:
-    """Who a published message is for (its ``alert_context`` values, redacted when flushed):
-    on RabbitMQ the only way to count the accounts behind a queue's waiting messages."""
-    if not isinstance(name, str):
-        return None
-    task = wd.app.tasks.get(name)
-    wanted = wd.policy(task if task is not None else name).alert_context
-    if not wanted or not (isinstance(body, tuple) and len(body) == 3):  # protocol 2
-        return None
-    params = wd.recorder.batcher.param_names(task) if task is not None else []
-    return named(wanted, body[0], body[1], params) or None
-
-
-@_guarded
-def _beat_sent(name: str, task_id: Any) -> None:
-    for wd in _runtimes():
-        if wd is not None and isinstance(task_id, str):
-            wd.recorder.add(events.sent(task_id, name))
 
 
 @_guarded
@@ -355,14 +289,12 @@ def connect(
     """
     global _connected, _for_app, _runtimes
     _for_app, _runtimes = for_app, runtimes
-    _recording_publishes[:] = [
-        wd for wd in runtimes() if wd is not None and _amqp(wd.app.conf.broker_url)
-    ]
+    publishing.connect(runtimes)
     if _connected:
         return
     _connected = True
     receivers: list[tuple[Any, Callable[..., None]]] = [
-        (signals.before_task_publish, on_before_publish),
+        (signals.before_task_publish, publishing.on_before_publish),
         (signals.task_prerun, on_task_prerun),
         (signals.task_postrun, on_task_postrun),
         (signals.task_failure, on_task_failure),

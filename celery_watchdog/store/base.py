@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import redis
 
 LUA = Path(__file__).resolve().parent / "lua"
+V = TypeVar("V")
 WEEK_HOURS = 168
 EPOCH_HOUR = 72  # 1970-01-01 00:00 UTC was a Thursday: hour 72 of its week (Monday = hour 0)
 RUNNING_TTL = 7 * 86400  # a run's keys outlive any sane task; the snapshot keeps them alive
@@ -44,6 +45,21 @@ class Keys:
         # Typed loosely: redis-py's stubs cannot express decode_responses=True (str replies).
         self.r: Any = client
         self.p = prefix
+
+
+class ForPeriod(Generic[V]):
+    """Values that cannot change while a period lasts (the weeks before this hour, 5-minute
+    buckets already closed): kept per key until the period changes, then forgotten."""
+
+    def __init__(self) -> None:
+        self._period: object = None
+        self._values: dict[str, V] = {}
+
+    def of(self, period: object) -> dict[str, V]:
+        """The values kept for ``period`` (empty when it is a new one); fill it in place."""
+        if period != self._period:
+            self._period, self._values = period, {}
+        return self._values
 
 
 def glob_escape(text: str) -> str:

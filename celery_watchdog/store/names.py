@@ -29,7 +29,7 @@ from typing import Any
 
 from ..model.normal import HourCell, NameNormal, NameTotals
 from ..model.records import NameStats
-from .base import WEEK_HOURS, Keys, lua, week_and_hour
+from .base import WEEK_HOURS, ForPeriod, Keys, lua, week_and_hour
 
 CELL = 12  # bytes per hour of the week in {p}:hw:{name}:{week} (see flush.lua)
 STATS_CHUNK = 50  # names per name_stats.lua call (~1 ms of Redis each)
@@ -40,9 +40,9 @@ class Names(Keys):
     def __init__(self, client: Any, prefix: str) -> None:
         super().__init__(client, prefix)
         self._stats = client.register_script(lua("name_stats.lua"))
-        self._normals: tuple[tuple[int, int], dict[str, NameNormal | None]] = ((-1, 0), {})
-        self._closed_5m: tuple[int, dict[str, dict[str, int]]] = (-1, {})
-        self._closed_1h: tuple[int, dict[str, dict[str, int]]] = (-1, {})
+        self._normals: ForPeriod[NameNormal | None] = ForPeriod()
+        self._closed_5m: ForPeriod[dict[str, int]] = ForPeriod()
+        self._closed_1h: ForPeriod[dict[str, int]] = ForPeriod()
 
     def recent(self, limit: int = 500) -> list[str]:
         """Task names, most recently seen first."""
@@ -56,11 +56,7 @@ class Names(Keys):
         b5, b1h = int(now // 300), int(now // 3600)
         # Buckets before the last two no longer change (runs are flushed within seconds):
         # read once while they stay closed (5 minutes, an hour), then only the last two.
-        if self._closed_5m[0] != b5:
-            self._closed_5m = (b5, {})
-        if self._closed_1h[0] != b1h:
-            self._closed_1h = (b1h, {})
-        known_5m, known_1h = self._closed_5m[1], self._closed_1h[1]
+        known_5m, known_1h = self._closed_5m.of(b5), self._closed_1h.of(b1h)
         groups: dict[tuple[bool, bool], list[str]] = {}
         for name in names:
             groups.setdefault((name not in known_5m, name not in known_1h), []).append(name)
@@ -171,9 +167,7 @@ class Names(Keys):
         ``weeks`` before: runs per hour, failure rate, runtime p95. No history: absent."""
         # The weeks before never change: read once per hour of this process, then remembered.
         hour = int(now // 3600)
-        if self._normals[0] != (hour, weeks):
-            self._normals = ((hour, weeks), {})
-        known = self._normals[1]
+        known = self._normals.of((hour, weeks))
         missing = [name for name in names if name not in known]
         if missing:
             cells = self._cells(missing, (hour - 1, hour, hour + 1), weeks)

@@ -24,7 +24,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .base import WEEK_HOURS, Keys, load_docs, save_docs, week_and_hour
+from .base import WEEK_HOURS, ForPeriod, Keys, load_docs, save_docs, week_and_hour
 
 _FIRST_SEEN = """
 local out = {}
@@ -74,7 +74,9 @@ return out
 
 
 class Queues(Keys):
-    _normals: dict[tuple[str, int, int], dict[str, float | None]]
+    def __init__(self, client: Any, prefix: str) -> None:
+        super().__init__(client, prefix)
+        self._normals: dict[str, ForPeriod[float | None]] = {}  # per field suffix
     def published_queues(self) -> list[str]:
         """Queues producers recorded publishes to (RabbitMQ brokers): where messages went."""
         return sorted(self.r.smembers(f"{self.p}:pubqueues"))
@@ -139,10 +141,8 @@ class Queues(Keys):
     ) -> dict[str, float]:
         # The weeks before never change: read once per hour of this process, then remembered.
         hour = int(now // 3600)
-        key = (suffix, hour, weeks)
-        cache = self._normals = {k: v for k, v in getattr(self, "_normals", {}).items()
-                                 if k[1] == hour}  # fmt: skip
-        known = cache.setdefault(key, {})
+        memo = self._normals.setdefault(suffix, ForPeriod())
+        known = memo.of((hour, weeks))
         missing = [q for q in queues if q not in known]
         if missing:
             known.update(dict.fromkeys(missing))

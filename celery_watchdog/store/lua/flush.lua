@@ -120,11 +120,16 @@ end
 -- The week's cells of a task name, made whole at once (growing a string piece by piece would
 -- leave Redis twice the room), expiring 4 weeks after the week ends.
 local CELLS = 168 * 12
+local made = {}  -- week keys known to exist in this batch: checked once each
 local function week_cells(name, hours)
   local week = math.floor(hours / 168)
   local wk = p .. ':hw:' .. name .. ':' .. week
-  if redis.call('SET', wk, string.rep('\0', CELLS), 'NX') then
-    redis.call('EXPIREAT', wk, (week + 5) * WEEK - 72 * 3600 + 7200)
+  if not made[wk] then
+    made[wk] = true
+    if redis.call('EXISTS', wk) == 0 then
+      redis.call('SET', wk, string.rep('\0', CELLS))
+      redis.call('EXPIREAT', wk, (week + 5) * WEEK - 72 * 3600 + 7200)
+    end
   end
   return wk
 end
